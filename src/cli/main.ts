@@ -1,0 +1,17 @@
+import { Command } from "commander";
+import { serve } from "./serve.js";
+
+const program = new Command()
+  .name("clusterplane")
+  .description("Multi-cluster control plane: cluster pools, clusters, queues, labels and routing.");
+
+program
+  .command("serve")
+  .description("run the server: gRPC, gRPC-Web and Connect on one port, state in SQLite")
+  .option("--host <address>", "address to bind (env CLUSTERPLANE_HOST, default 127.0.0.1)")
+  .option("--port <port>", "port to listen on, 0 for any free one (env CLUSTERPLANE_PORT, default 8080)")
+  .option("--db <path>", "SQLite database file (env CLUSTERPLANE_DB, default ./clusterplane.db)")
+  .option("--shutdown-grace-ms <ms>", "time in-flight calls get to finish on shutdown (env CLUSTERPLANE_SHUTDOWN_GRACE_MS, default 10000)")
+  .action(serve);
+
+await program.parseAsync();

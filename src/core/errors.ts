@@ -1,0 +1,78 @@
+/**
+ * Errors of the domain, independent of any transport. The services layer maps each kind to a
+ * gRPC status code; everything below it only says what went wrong, in words a person can act on.
+ */
+
+/** One offending request field and why its value is wrong. */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+export type DomainErrorKind =
+  | "invalid_argument"
+  | "not_found"
+  | "already_exists"
+  | "failed_precondition"
+  | "aborted";
+
+export class DomainError extends Error {
+  constructor(
+    readonly kind: DomainErrorKind,
+    message: string,
+    readonly violations: readonly FieldViolation[] = [],
+  ) {
+    super(message);
+    this.name = "DomainError";
+  }
+}
+
+export function invalidArgument(violations: readonly FieldViolation[]): DomainError {
+  const summary = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+  return new DomainError("invalid_argument", summary, violations);
+}
+
+export function notFound(message: string): DomainError {
+  return new DomainError("not_found", message);
+}
+
+export function alreadyExists(message: string): DomainError {
+  return new DomainError("already_exists", message);
+}
+
+export function failedPrecondition(message: string): DomainError {
+  return new DomainError("failed_precondition", message);
+}
+
+export function aborted(message: string): DomainError {
+  return new DomainError("aborted", message);
+}
+
+/**
+ * Collects field violations so a request reports every problem at once instead of one per try.
+ */
+export class Violations {
+  private readonly list: FieldViolation[] = [];
+
+  /** Records a violation; only the first one per field is kept, the most specific check runs first. */
+  add(field: string, description: string | null | undefined): this {
+    if (description && !this.list.some((v) => v.field === field)) this.list.push({ field, description });
+    return this;
+  }
+
+  get isEmpty(): boolean {
+    return this.list.length === 0;
+  }
+
+  /** Throws INVALID_ARGUMENT listing every violation, if there is any. */
+  throwIfAny(): void {
+    if (!this.isEmpty) throw invalidArgument(this.list);
+  }
+}
+
+/** Joins names for messages: `a`, `a and b`, `a, b and c`. */
+export function listInWords(items: readonly string[]): string {
+  const quoted = items.map((item) => `"${item}"`);
+  if (quoted.length <= 1) return quoted.join("");
+  return `${quoted.slice(0, -1).join(", ")} and ${quoted[quoted.length - 1]}`;
+}

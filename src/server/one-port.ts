@@ -1,0 +1,104 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import type { Socket } from "node:net";
+
+type Handler = (
+  request: http.IncomingMessage | http2.Http2ServerRequest,
+  response: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+/**
+ * Serves HTTP/2 cleartext (gRPC) and HTTP/1.1 (Connect, gRPC-Web) on one port. Node's
+ * `http2.createServer({ allowHTTP1 })` only falls back to HTTP/1.1 under TLS, so each new
+ * connection is sniffed instead: HTTP/2 opens with the preface `PRI * HTTP/2.0`, which no
+ * HTTP/1.1 request line starts with.
+ */
+export class OnePortServer {
+  private readonly tcp: net.Server;
+  private readonly h1: http.Server;
+  private readonly h2: http2.Http2Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly h1InFlight = new Map<Socket, number>();
+  private closing = false;
+
+  constructor(handler: Handler) {
+    this.h1 = http.createServer(handler);
+    this.h2 = http2.createServer(handler);
+    this.h1.on("request", (request: http.IncomingMessage, response: http.ServerResponse) =>
+      this.trackHttp1Request(request.socket, response),
+    );
+    this.h2.on("session", (session) => this.trackSession(session));
+    this.tcp = net.createServer((socket) => this.accept(socket));
+  }
+
+  listen(port: number, host: string): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.tcp.once("error", reject);
+      this.tcp.listen(port, host, () => {
+        this.tcp.off("error", reject);
+        resolve(this.tcp.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  /**
+   * Stops accepting connections, lets in-flight calls finish, and after `graceMs` destroys
+   * whatever is still open.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.closing = true;
+    const stopped = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    for (const session of this.sessions) session.close();
+    for (const [socket, inFlight] of this.h1InFlight) if (inFlight === 0) socket.destroy();
+    const deadline = setTimeout(() => this.destroyAll(), graceMs);
+    deadline.unref();
+    await stopped;
+    clearTimeout(deadline);
+  }
+
+  private accept(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on("close", () => {
+      this.sockets.delete(socket);
+      this.h1InFlight.delete(socket);
+    });
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    socket.once("data", (firstChunk: Buffer) => {
+      socket.pause();
+      socket.unshift(firstChunk);
+      if (firstChunk.subarray(0, 3).toString("latin1") === "PRI") {
+        this.h2.emit("connection", socket);
+      } else {
+        this.h1InFlight.set(socket, 0);
+        this.h1.emit("connection", socket);
+      }
+      socket.resume();
+    });
+  }
+
+  private trackHttp1Request(socket: Socket, response: http.ServerResponse): void {
+    this.h1InFlight.set(socket, (this.h1InFlight.get(socket) ?? 0) + 1);
+    response.on("close", () => {
+      const remaining = (this.h1InFlight.get(socket) ?? 1) - 1;
+      this.h1InFlight.set(socket, remaining);
+      // A keep-alive connection would otherwise stay open after shutdown began.
+      if (this.closing && remaining === 0) socket.destroy();
+    });
+  }
+
+  private trackSession(session: http2.ServerHttp2Session): void {
+    this.sessions.add(session);
+    session.on("close", () => this.sessions.delete(session));
+    if (this.closing) session.close();
+  }
+
+  private destroyAll(): void {
+    for (const session of this.sessions) session.destroy();
+    for (const socket of this.sockets) socket.destroy();
+  }
+}

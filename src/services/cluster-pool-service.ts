@@ -1,0 +1,123 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  ClusterPoolSchema,
+  ClusterPoolService,
+  SecretStoreType as SecretStoreTypeEnum,
+  type ClusterPool as ClusterPoolMessage,
+  type ClusterPoolConfig as ClusterPoolConfigMessage,
+} from "../../gen/clusterplane/v1/cluster_pool_pb.js";
+import {
+  checkClusterPoolConfig,
+  type ClusterPool,
+  type ClusterPoolConfig,
+  type SecretStoreType,
+} from "../core/cluster-pool.js";
+import { Violations } from "../core/errors.js";
+import { checkResourceName } from "../core/names.js";
+import { nextPageToken, parsePageRequest } from "../core/paging.js";
+import type { ClusterPoolRepository } from "../store/cluster-pool-repository.js";
+import { checkOrgField, toTimestamp } from "./common.js";
+
+/** ClusterPoolService: validates requests, then hands them to the pool repository. */
+export function clusterPoolService(pools: ClusterPoolRepository): ServiceImpl<typeof ClusterPoolService> {
+  return {
+    createClusterPool(request) {
+      const { org, name, config } = checkPool(request.clusterPool, "cluster_pool");
+      return { clusterPool: toMessage(pools.create(org, name, config)) };
+    },
+
+    getClusterPool(request) {
+      checkPoolKey(request.org, request.name);
+      return { clusterPool: toMessage(pools.get(request.org, request.name)) };
+    },
+
+    listClusterPools(request) {
+      const violations = new Violations();
+      checkOrgField(request.org, "org", violations);
+      const page = parsePageRequest(request.pageSize, request.pageToken, "", violations);
+      violations.throwIfAny();
+      const result = pools.list(request.org, page);
+      const last = result.items.at(-1);
+      return {
+        clusterPools: result.items.map(toMessage),
+        nextPageToken: nextPageToken(result.hasMore, last ? [last.name] : [], ""),
+      };
+    },
+
+    updateClusterPool(request) {
+      const { org, name, config } = checkPool(request.clusterPool, "cluster_pool");
+      const etag = request.clusterPool?.etag ?? "";
+      return { clusterPool: toMessage(pools.update(org, name, config, etag)) };
+    },
+
+    deleteClusterPool(request) {
+      checkPoolKey(request.org, request.name);
+      pools.delete(request.org, request.name, request.etag);
+      return {};
+    },
+  };
+}
+
+function checkPoolKey(org: string, name: string): void {
+  const violations = new Violations();
+  checkOrgField(org, "org", violations);
+  violations.add("name", checkResourceName(name));
+  violations.throwIfAny();
+}
+
+function checkPool(message: ClusterPoolMessage | undefined, field: string) {
+  const violations = new Violations();
+  if (!message) {
+    violations.add(field, "is required");
+    violations.throwIfAny();
+  }
+  const org = message?.org ?? "";
+  const name = message?.name ?? "";
+  const config = fromConfigMessage(message?.config);
+  checkOrgField(org, `${field}.org`, violations);
+  violations.add(`${field}.name`, checkResourceName(name));
+  if (message && !message.config) {
+    violations.add(`${field}.config`, "is required: object_store_ref and secret_store");
+  } else if (message?.config) {
+    const type = message.config.secretStore?.type ?? SecretStoreTypeEnum.UNSPECIFIED;
+    if (SecretStoreTypeEnum[type] === undefined) {
+      violations.add(`${field}.config.secret_store.type`, `${type} is not a known secret store type`);
+    }
+    checkClusterPoolConfig(config, `${field}.config`, violations);
+  }
+  violations.throwIfAny();
+  return { org, name, config };
+}
+
+function fromConfigMessage(config: ClusterPoolConfigMessage | undefined): ClusterPoolConfig {
+  const type = config?.secretStore?.type ?? SecretStoreTypeEnum.UNSPECIFIED;
+  return {
+    objectStoreUri: config?.objectStoreRef?.uri ?? "",
+    objectStoreEndpoint: config?.objectStoreRef?.endpoint ?? "",
+    secretStoreType:
+      type === SecretStoreTypeEnum.UNSPECIFIED ? "" : ((SecretStoreTypeEnum[type] ?? "") as SecretStoreType | ""),
+    secretStoreLocator: config?.secretStore?.locator ?? "",
+    imageRegistryLocator: config?.imageRegistry?.locator ?? "",
+  };
+}
+
+function toMessage(pool: ClusterPool): ClusterPoolMessage {
+  const { config } = pool;
+  return create(ClusterPoolSchema, {
+    org: pool.org,
+    name: pool.name,
+    config: {
+      objectStoreRef: { uri: config.objectStoreUri, endpoint: config.objectStoreEndpoint },
+      secretStore: {
+        type: config.secretStoreType === "" ? SecretStoreTypeEnum.UNSPECIFIED : SecretStoreTypeEnum[config.secretStoreType],
+        locator: config.secretStoreLocator,
+      },
+      imageRegistry: config.imageRegistryLocator ? { locator: config.imageRegistryLocator } : undefined,
+    },
+    memberClusters: pool.memberClusters,
+    createTime: toTimestamp(pool.createTime),
+    updateTime: toTimestamp(pool.updateTime),
+    etag: pool.etag,
+  });
+}

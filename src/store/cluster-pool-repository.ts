@@ -1,0 +1,223 @@
+import {
+  DEFAULT_POOL_NAME,
+  EMPTY_POOL_CONFIG,
+  type ClusterPool,
+  type ClusterPoolConfig,
+  type SecretStoreType,
+} from "../core/cluster-pool.js";
+import { alreadyExists, failedPrecondition, listInWords, notFound } from "../core/errors.js";
+import { checkEtag, makeEtag } from "../core/etag.js";
+import type { PageRequest } from "../core/paging.js";
+import type { Db } from "./database.js";
+
+interface PoolRow {
+  org: string;
+  name: string;
+  object_store_uri: string;
+  object_store_endpoint: string;
+  secret_store_type: string;
+  secret_store_locator: string;
+  image_registry_locator: string;
+  create_time: number;
+  update_time: number;
+  version: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  hasMore: boolean;
+}
+
+/**
+ * Cluster pools in SQLite. Member clusters are never stored on the pool: they are read from the
+ * clusters table, the one place a registration lives.
+ */
+export class ClusterPoolRepository {
+  /** Organizations whose default pool is known to exist; it can never be deleted. */
+  private readonly provisionedOrgs = new Set<string>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly defaultPoolConfig: ClusterPoolConfig = EMPTY_POOL_CONFIG,
+  ) {}
+
+  /** Provisions the organization's default pool on first use; a no-op afterwards. */
+  ensureDefaultPool(org: string): void {
+    if (this.provisionedOrgs.has(org)) return;
+    const now = Date.now();
+    this.db
+      .prepare(
+        `INSERT INTO cluster_pools (org, name, object_store_uri, object_store_endpoint,
+           secret_store_type, secret_store_locator, image_registry_locator, create_time, update_time, version)
+         VALUES (@org, @name, @object_store_uri, @object_store_endpoint, @secret_store_type,
+           @secret_store_locator, @image_registry_locator, @now, @now, 1)
+         ON CONFLICT (org, name) DO NOTHING`,
+      )
+      .run({ org, name: DEFAULT_POOL_NAME, now, ...configColumns(this.defaultPoolConfig) });
+    // Inside a transaction the insert may still roll back, so only remember committed work.
+    if (!this.db.inTransaction) this.provisionedOrgs.add(org);
+  }
+
+  create(org: string, name: string, config: ClusterPoolConfig): ClusterPool {
+    this.ensureDefaultPool(org);
+    return this.db.transaction(() => {
+      if (this.findRow(org, name)) {
+        throw alreadyExists(`cluster pool "${name}" already exists; use UpdateClusterPool to change its config`);
+      }
+      const now = Date.now();
+      this.db
+        .prepare(
+          `INSERT INTO cluster_pools (org, name, object_store_uri, object_store_endpoint,
+             secret_store_type, secret_store_locator, image_registry_locator, create_time, update_time, version)
+           VALUES (@org, @name, @object_store_uri, @object_store_endpoint, @secret_store_type,
+             @secret_store_locator, @image_registry_locator, @now, @now, 1)`,
+        )
+        .run({ org, name, now, ...configColumns(config) });
+      return this.get(org, name);
+    })();
+  }
+
+  get(org: string, name: string): ClusterPool {
+    this.ensureDefaultPool(org);
+    const row = this.findRow(org, name);
+    if (!row) throw poolNotFound(name);
+    return toPool(row, this.memberClusters(org, [name]).get(name) ?? []);
+  }
+
+  /** Whether the pool exists (the default pool always does). */
+  exists(org: string, name: string): boolean {
+    this.ensureDefaultPool(org);
+    return this.findRow(org, name) !== undefined;
+  }
+
+  list(org: string, page: PageRequest): Page<ClusterPool> {
+    this.ensureDefaultPool(org);
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM cluster_pools WHERE org = ? AND name > ? ORDER BY name LIMIT ?`,
+      )
+      .all(org, page.after?.[0] ?? "", page.size + 1) as PoolRow[];
+    const pageRows = rows.slice(0, page.size);
+    const members = this.memberClusters(org, pageRows.map((row) => row.name));
+    return {
+      items: pageRows.map((row) => toPool(row, members.get(row.name) ?? [])),
+      hasMore: rows.length > page.size,
+    };
+  }
+
+  update(org: string, name: string, config: ClusterPoolConfig, etag: string): ClusterPool {
+    this.ensureDefaultPool(org);
+    return this.db.transaction(() => {
+      const current = this.get(org, name);
+      checkEtag("cluster pool", name, etag, current.etag);
+      this.db
+        .prepare(
+          `UPDATE cluster_pools SET object_store_uri = @object_store_uri,
+             object_store_endpoint = @object_store_endpoint, secret_store_type = @secret_store_type,
+             secret_store_locator = @secret_store_locator, image_registry_locator = @image_registry_locator,
+             update_time = @now, version = version + 1
+           WHERE org = @org AND name = @name`,
+        )
+        .run({ org, name, now: nextUpdateTime(current), ...configColumns(config) });
+      return this.get(org, name);
+    })();
+  }
+
+  delete(org: string, name: string, etag: string): void {
+    this.ensureDefaultPool(org);
+    this.db.transaction(() => {
+      const current = this.get(org, name);
+      if (name === DEFAULT_POOL_NAME) {
+        throw failedPrecondition(
+          `the default cluster pool cannot be deleted: clusters registered without a pool join it`,
+        );
+      }
+      checkEtag("cluster pool", name, etag, current.etag);
+      this.rejectWhileReferenced(org, name);
+      this.db.prepare("DELETE FROM cluster_pools WHERE org = ? AND name = ?").run(org, name);
+    })();
+  }
+
+  private rejectWhileReferenced(org: string, name: string): void {
+    const clusters = this.db
+      .prepare("SELECT name FROM clusters WHERE org = ? AND pool = ? ORDER BY name")
+      .pluck()
+      .all(org, name) as string[];
+    const queues = this.db
+      .prepare("SELECT name FROM queues WHERE org = ? AND pool = ? ORDER BY name")
+      .pluck()
+      .all(org, name) as string[];
+    if (clusters.length === 0 && queues.length === 0) return;
+    const references = [
+      clusters.length ? `cluster(s) ${listInWords(clusters)}` : "",
+      queues.length ? `queue(s) ${listInWords(queues)}` : "",
+    ].filter(Boolean);
+    throw failedPrecondition(
+      `cluster pool "${name}" is still referenced by ${references.join(" and ")}; ` +
+        `drain and delete those clusters (each takes its implicit queue with it) and drain and delete the other queues first`,
+    );
+  }
+
+  private findRow(org: string, name: string): PoolRow | undefined {
+    return this.db
+      .prepare("SELECT * FROM cluster_pools WHERE org = ? AND name = ?")
+      .get(org, name) as PoolRow | undefined;
+  }
+
+  private memberClusters(org: string, pools: readonly string[]): Map<string, string[]> {
+    const members = new Map<string, string[]>();
+    if (pools.length === 0) return members;
+    const rows = this.db
+      .prepare(
+        `SELECT pool, name FROM clusters
+         WHERE org = ? AND pool IN (SELECT value FROM json_each(?)) ORDER BY pool, name`,
+      )
+      .all(org, JSON.stringify(pools)) as { pool: string; name: string }[];
+    for (const row of rows) {
+      const list = members.get(row.pool) ?? [];
+      list.push(row.name);
+      members.set(row.pool, list);
+    }
+    return members;
+  }
+}
+
+function poolNotFound(name: string) {
+  return notFound(`cluster pool "${name}" does not exist; ListClusterPools shows the pools there are`);
+}
+
+/**
+ * Update times strictly increase, so two updates within one millisecond still produce
+ * different etags.
+ */
+export function nextUpdateTime(current: { updateTime: Date }): number {
+  return Math.max(Date.now(), current.updateTime.getTime() + 1);
+}
+
+function configColumns(config: ClusterPoolConfig) {
+  return {
+    object_store_uri: config.objectStoreUri,
+    object_store_endpoint: config.objectStoreEndpoint,
+    secret_store_type: config.secretStoreType,
+    secret_store_locator: config.secretStoreLocator,
+    image_registry_locator: config.imageRegistryLocator,
+  };
+}
+
+function toPool(row: PoolRow, memberClusters: string[]): ClusterPool {
+  return {
+    org: row.org,
+    name: row.name,
+    config: {
+      objectStoreUri: row.object_store_uri,
+      objectStoreEndpoint: row.object_store_endpoint,
+      secretStoreType: row.secret_store_type as SecretStoreType | "",
+      secretStoreLocator: row.secret_store_locator,
+      imageRegistryLocator: row.image_registry_locator,
+    },
+    memberClusters,
+    createTime: new Date(row.create_time),
+    updateTime: new Date(row.update_time),
+    etag: makeEtag(row.version, row.update_time),
+  };
+}
