@@ -17,7 +17,7 @@ import { Violations } from "../core/errors.js";
 import { checkResourceName } from "../core/names.js";
 import { nextPageToken, parsePageRequest } from "../core/paging.js";
 import type { ClusterPoolRepository } from "../store/cluster-pool-repository.js";
-import { checkOrgField, toTimestamp } from "./common.js";
+import { checkOrgField, requireMessage, toTimestamp } from "./common.js";
 
 /** ClusterPoolService: validates requests, then hands them to the pool repository. */
 export function clusterPoolService(pools: ClusterPoolRepository): ServiceImpl<typeof ClusterPoolService> {
@@ -67,11 +67,8 @@ function checkPoolKey(org: string, name: string): void {
 }
 
 function checkPool(message: ClusterPoolMessage | undefined, field: string) {
+  requireMessage(message, field);
   const violations = new Violations();
-  if (!message) {
-    violations.add(field, "is required");
-    violations.throwIfAny();
-  }
   const org = message?.org ?? "";
   const name = message?.name ?? "";
   const config = fromConfigMessage(message?.config);

@@ -10,3 +10,9 @@ export function checkOrgField(org: string, field: string, violations: Violations
 export function toTimestamp(date: Date): Timestamp {
   return timestampFromDate(date);
 }
+
+/** Throws INVALID_ARGUMENT naming `field` when a required message is missing. */
+export function requireMessage<T>(message: T | undefined, field: string): T {
+  if (message === undefined) new Violations().add(field, "is required").throwIfAny();
+  return message!;
+}

@@ -6,6 +6,8 @@ import { QueueService } from "../../gen/clusterplane/v1/queue_pb.js";
 import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
 import type { Stores } from "../store/stores.js";
 import { clusterPoolService } from "./cluster-pool-service.js";
+import { clusterService } from "./cluster-service.js";
+import { queueService } from "./queue-service.js";
 
 /** The clusterplane.v1 services, in the order reflection lists them. */
 export const CLUSTERPLANE_SERVICES = [
@@ -22,8 +24,8 @@ export const CLUSTERPLANE_SERVICES = [
  */
 export function registerServices(router: ConnectRouter, stores: Stores): void {
   router.service(ClusterPoolService, clusterPoolService(stores.pools));
-  router.service(ClusterService, {});
-  router.service(QueueService, {});
+  router.service(ClusterService, clusterService(stores.clusters));
+  router.service(QueueService, queueService(stores.queues));
   router.service(ExecutionClusterLabelService, {});
   router.service(ProjectService, {});
 }

@@ -1,11 +1,15 @@
 import type { ClusterPoolConfig } from "../core/cluster-pool.js";
 import { ClusterPoolRepository } from "./cluster-pool-repository.js";
+import { ClusterRepository } from "./cluster-repository.js";
 import { openDatabase, type Db } from "./database.js";
+import { QueueRepository } from "./queue-repository.js";
 
 /** Every repository over one database. */
 export interface Stores {
   db: Db;
   pools: ClusterPoolRepository;
+  clusters: ClusterRepository;
+  queues: QueueRepository;
 }
 
 export interface StoreOptions {
@@ -17,5 +21,8 @@ export interface StoreOptions {
 
 export function openStores(options: StoreOptions): Stores {
   const db = openDatabase(options.path);
-  return { db, pools: new ClusterPoolRepository(db, options.defaultPoolConfig) };
+  const pools = new ClusterPoolRepository(db, options.defaultPoolConfig);
+  const queues = new QueueRepository(db, pools);
+  const clusters = new ClusterRepository(db, pools, queues);
+  return { db, pools, clusters, queues };
 }

@@ -1,14 +1,15 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import {
   ClusterPoolConfigSchema,
   ClusterPoolService,
   SecretStoreType,
 } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
-import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { failure, fieldsOf } from "../support/errors.js";
 import { inMemoryClient, snapshot, tempStores } from "../support/stores.js";
-import { seedProdPool } from "../support/fixtures.js";
+import { seedCluster, seedProdPool } from "../support/fixtures.js";
+import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
 
 let stores: ReturnType<typeof tempStores>;
 let client: ReturnType<typeof inMemoryClient<typeof ClusterPoolService>>;
@@ -18,32 +19,6 @@ beforeEach(() => {
   client = inMemoryClient(ClusterPoolService, stores);
 });
 afterEach(() => stores.cleanup());
-
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to fail");
-}
-
-function fieldsOf(error: ConnectError): string[] {
-  return error.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => v.field));
-}
-
-/** Registers a cluster and its implicit queue directly, until ClusterService lands. */
-function registerClusterRow(pool: string, name: string) {
-  const now = Date.now();
-  stores.db
-    .prepare(
-      `INSERT INTO clusters VALUES ('', ?, ?, 'https://k8s:443', 1, 'in_cluster', '', '', 'ACTIVE', ?, ?, 1)`,
-    )
-    .run(name, pool, now, now);
-  stores.db
-    .prepare(`INSERT INTO queues VALUES ('', ?, ?, '["*"]', 'ACTIVE', ?, ?, ?, 1)`)
-    .run(name, pool, name, now, now);
-}
 
 describe("ClusterPoolService", () => {
   it("creates the seed's pool and reads it back", async () => {
@@ -150,7 +125,8 @@ describe("ClusterPoolService", () => {
 
   it("derives member clusters from registrations and refuses to delete a referenced pool", async () => {
     await client.createClusterPool({ clusterPool: seedProdPool() });
-    registerClusterRow("prod", "prod-us-east-1");
+    const clusters = inMemoryClient(ClusterService, stores);
+    await clusters.createCluster({ cluster: seedCluster("prod-us-east-1", "prod") });
     const pool = (await client.getClusterPool({ name: "prod" })).clusterPool!;
     expect(pool.memberClusters).toEqual(["prod-us-east-1"]);
     const listed = (await client.listClusterPools({})).clusterPools.find((p) => p.name === "prod");
@@ -163,7 +139,8 @@ describe("ClusterPoolService", () => {
     expect(error.rawMessage).toContain('queue(s) "prod-us-east-1"');
     expect(snapshot(stores.db)).toEqual(before);
 
-    stores.db.prepare("DELETE FROM clusters WHERE name = 'prod-us-east-1'").run();
+    await clusters.drainCluster({ name: "prod-us-east-1" });
+    await clusters.deleteCluster({ name: "prod-us-east-1" });
     await client.deleteClusterPool({ name: "prod" });
     expect((await failure(client.getClusterPool({ name: "prod" }))).code).toBe(Code.NotFound);
   });

@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   ClusterPoolSchema,
   SecretStoreType,
@@ -6,7 +7,7 @@ import {
 } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
 
 /** The pool manifest of the cluster-pools seed, as a message. */
-export function seedProdPool(overrides: Partial<ClusterPool> = {}): ClusterPool {
+export function seedProdPool(overrides: Omit<MessageInitShape<typeof ClusterPoolSchema>, "$typeName"> = {}): ClusterPool {
   return create(ClusterPoolSchema, {
     name: "prod",
     config: {
@@ -16,4 +17,21 @@ export function seedProdPool(overrides: Partial<ClusterPool> = {}): ClusterPool 
     },
     ...overrides,
   });
+}
+
+/** A cluster registration as in the multi-cluster seed: token and CA files mounted from a Secret. */
+export function seedCluster(name: string, pool = "", overrides: Record<string, unknown> = {}) {
+  return {
+    name,
+    pool,
+    endpoint: `https://${name.replace(/_/g, "-")}.example.com:443`,
+    enabled: true,
+    auth: {
+      method: {
+        case: "bearerTokenFile" as const,
+        value: { tokenPath: `/var/run/credentials/${name}_token`, caCertPath: `/var/run/credentials/${name}_cacert` },
+      },
+    },
+    ...overrides,
+  };
 }

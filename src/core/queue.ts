@@ -1,0 +1,39 @@
+import { Violations } from "./errors.js";
+import { checkClusterName } from "./names.js";
+
+export type QueueState = "ACTIVE" | "DRAINED";
+
+/** The selector that routes a queue to every cluster of its pool. */
+export const ALL_CLUSTERS = "*";
+
+export interface Queue {
+  org: string;
+  name: string;
+  pool: string;
+  /** `["*"]` for every cluster of the pool, or cluster names of that pool. */
+  clusters: string[];
+  state: QueueState;
+  /** Set for a cluster's implicit queue: the cluster it goes with. */
+  managedBy: string | null;
+  createTime: Date;
+  updateTime: Date;
+  etag: string;
+}
+
+/** Checks a cluster selector's shape; whether the named clusters exist is the store's business. */
+export function checkClusterSelector(clusters: readonly string[], field: string, violations: Violations): void {
+  if (clusters.length === 0) {
+    violations.add(field, `is required: ["${ALL_CLUSTERS}"] for every cluster of the pool, or cluster names`);
+    return;
+  }
+  if (clusters.includes(ALL_CLUSTERS)) {
+    if (clusters.length > 1) violations.add(field, `"${ALL_CLUSTERS}" already means every cluster; list it alone`);
+    return;
+  }
+  const seen = new Set<string>();
+  clusters.forEach((name, index) => {
+    violations.add(`${field}[${index}]`, checkClusterName(name));
+    if (seen.has(name)) violations.add(`${field}[${index}]`, `"${name}" is listed twice`);
+    seen.add(name);
+  });
+}

@@ -1,0 +1,159 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  ClusterAuthSchema,
+  ClusterSchema,
+  ClusterService,
+  ClusterState as ClusterStateEnum,
+  type Cluster as ClusterMessage,
+  type ClusterAuth as ClusterAuthMessage,
+} from "../../gen/clusterplane/v1/cluster_pb.js";
+import {
+  checkAuth,
+  checkEndpoint,
+  UPDATABLE_CLUSTER_FIELDS,
+  type Cluster,
+  type ClusterAuth,
+  type ClusterChanges,
+  type ClusterState,
+} from "../core/cluster.js";
+import { DEFAULT_POOL_NAME } from "../core/cluster-pool.js";
+import { Violations } from "../core/errors.js";
+import { checkClusterName, checkResourceName } from "../core/names.js";
+import { nextPageToken, parsePageRequest } from "../core/paging.js";
+import type { ClusterRepository } from "../store/cluster-repository.js";
+import { checkOrgField, requireMessage, toTimestamp } from "./common.js";
+
+/** ClusterService: validates requests, then hands them to the cluster repository. */
+export function clusterService(clusters: ClusterRepository): ServiceImpl<typeof ClusterService> {
+  return {
+    createCluster(request) {
+      const cluster = requireMessage(request.cluster, "cluster");
+      const violations = new Violations();
+      checkOrgField(cluster.org, "cluster.org", violations);
+      violations.add("cluster.name", checkClusterName(cluster.name));
+      if (cluster.pool !== "") violations.add("cluster.pool", checkResourceName(cluster.pool));
+      const auth = fromAuthMessage(cluster.auth);
+      checkAuth(auth, "cluster.auth", violations);
+      checkEndpoint(cluster.endpoint, auth, "cluster.endpoint", violations);
+      violations.throwIfAny();
+      const created = clusters.create({
+        org: cluster.org,
+        name: cluster.name,
+        pool: cluster.pool || DEFAULT_POOL_NAME,
+        endpoint: cluster.endpoint,
+        enabled: cluster.enabled ?? true,
+        auth: auth!,
+      });
+      return { cluster: toMessage(created) };
+    },
+
+    getCluster(request) {
+      checkKey(request.org, request.name);
+      return { cluster: toMessage(clusters.get(request.org, request.name)) };
+    },
+
+    listClusters(request) {
+      const violations = new Violations();
+      checkOrgField(request.org, "org", violations);
+      if (request.pool !== "") violations.add("pool", checkResourceName(request.pool));
+      const state = fromStateEnum(request.state, "state", violations);
+      const filter = { pool: request.pool, enabled: request.enabled, state };
+      const fingerprint = JSON.stringify(filter);
+      const page = parsePageRequest(request.pageSize, request.pageToken, fingerprint, violations);
+      violations.throwIfAny();
+      const result = clusters.list(request.org, filter, page);
+      const last = result.items.at(-1);
+      return {
+        clusters: result.items.map(toMessage),
+        nextPageToken: nextPageToken(result.hasMore, last ? [last.name] : [], fingerprint),
+      };
+    },
+
+    updateCluster(request) {
+      const cluster = requireMessage(request.cluster, "cluster");
+      const violations = new Violations();
+      checkOrgField(cluster.org, "cluster.org", violations);
+      violations.add("cluster.name", checkClusterName(cluster.name));
+      const paths = request.updateMask?.paths.length ? request.updateMask.paths : [...UPDATABLE_CLUSTER_FIELDS];
+      const changes: ClusterChanges = {};
+      paths.forEach((path, index) => {
+        if (path === "endpoint") changes.endpoint = cluster.endpoint;
+        else if (path === "enabled") changes.enabled = cluster.enabled ?? true;
+        else if (path === "auth") changes.auth = fromAuthMessage(cluster.auth);
+        else violations.add(`update_mask.paths[${index}]`, `"${path}" cannot be updated; use ${UPDATABLE_CLUSTER_FIELDS.join(", ")}`);
+      });
+      if (paths.includes("auth")) checkAuth(changes.auth, "cluster.auth", violations);
+      if (changes.endpoint !== undefined && changes.endpoint !== "") {
+        checkEndpoint(changes.endpoint, changes.auth, "cluster.endpoint", violations);
+      }
+      violations.throwIfAny();
+      const updated = clusters.update(cluster.org, cluster.name, changes, cluster.etag, cluster.pool);
+      return { cluster: toMessage(updated) };
+    },
+
+    drainCluster(request) {
+      checkKey(request.org, request.name);
+      return { cluster: toMessage(clusters.setState(request.org, request.name, "DRAINED")) };
+    },
+
+    activateCluster(request) {
+      checkKey(request.org, request.name);
+      return { cluster: toMessage(clusters.setState(request.org, request.name, "ACTIVE")) };
+    },
+
+    deleteCluster(request) {
+      checkKey(request.org, request.name);
+      clusters.delete(request.org, request.name, request.etag);
+      return {};
+    },
+  };
+}
+
+function checkKey(org: string, name: string): void {
+  const violations = new Violations();
+  checkOrgField(org, "org", violations);
+  violations.add("name", checkClusterName(name));
+  violations.throwIfAny();
+}
+
+function fromStateEnum(state: ClusterStateEnum, field: string, violations: Violations): ClusterState | "" {
+  if (state === ClusterStateEnum.UNSPECIFIED) return "";
+  const name = ClusterStateEnum[state];
+  if (name === undefined) violations.add(field, `${state} is not a cluster state`);
+  return (name ?? "") as ClusterState | "";
+}
+
+function fromAuthMessage(auth: ClusterAuthMessage | undefined): ClusterAuth | undefined {
+  switch (auth?.method.case) {
+    case "bearerTokenFile":
+      return { kind: "bearer_token_file", tokenPath: auth.method.value.tokenPath, caCertPath: auth.method.value.caCertPath };
+    case "inCluster":
+      return { kind: "in_cluster" };
+    default:
+      return undefined;
+  }
+}
+
+function toAuthMessage(auth: ClusterAuth): ClusterAuthMessage {
+  if (auth.kind === "in_cluster") {
+    return create(ClusterAuthSchema, { method: { case: "inCluster", value: {} } });
+  }
+  const value = { tokenPath: auth.tokenPath, caCertPath: auth.caCertPath };
+  return create(ClusterAuthSchema, { method: { case: "bearerTokenFile", value } });
+}
+
+export function toMessage(cluster: Cluster): ClusterMessage {
+  return create(ClusterSchema, {
+    org: cluster.org,
+    name: cluster.name,
+    pool: cluster.pool,
+    endpoint: cluster.endpoint,
+    enabled: cluster.enabled,
+    auth: toAuthMessage(cluster.auth),
+    state: ClusterStateEnum[cluster.state],
+    createTime: toTimestamp(cluster.createTime),
+    updateTime: toTimestamp(cluster.updateTime),
+    etag: cluster.etag,
+  });
+}
