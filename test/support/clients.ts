@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescService } from "@bufbuild/protobuf";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
@@ -63,4 +63,21 @@ export function grpcJsClient(service: DescService, address: string): { call: Una
       });
     });
   return { call, close: () => client.close() };
+}
+
+/**
+ * The grpc-js client shaped like a Connect client (methods by local name, errors as
+ * ConnectError with the gRPC code), so one scenario can run over every client stack.
+ */
+export function grpcJsAsConnectClient<S extends DescService>(service: S, address: string): Client<S> & { close(): void } {
+  const { call, close } = grpcJsClient(service, address);
+  const client: Record<string, unknown> = { close };
+  for (const method of service.methods) {
+    client[method.localName] = (request: object) =>
+      call(method.name, request).catch((error: unknown) => {
+        if (error instanceof GrpcJsError) throw new ConnectError(error.message, error.code as number as Code);
+        throw error;
+      });
+  }
+  return client as Client<S> & { close(): void };
 }
