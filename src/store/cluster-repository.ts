@@ -3,6 +3,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, listInWords, notFou
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
 import { nextUpdateTime, type ClusterPoolRepository, type Page } from "./cluster-pool-repository.js";
+import type { ChangeFeed } from "./changes.js";
 import type { Db } from "./database.js";
 import type { QueueRepository } from "./queue-repository.js";
 
@@ -48,6 +49,7 @@ export class ClusterRepository {
 
   constructor(
     private readonly db: Db,
+    private readonly changes: ChangeFeed,
     private readonly pools: ClusterPoolRepository,
     private readonly queues: QueueRepository,
   ) {}
@@ -59,7 +61,7 @@ export class ClusterRepository {
 
   create(cluster: NewCluster): Cluster {
     this.pools.ensureDefaultPool(cluster.org);
-    return this.db.transaction(() => {
+    const created = this.db.transaction(() => {
       const existing = this.findRow(cluster.org, cluster.name);
       if (existing) throw registeredAlready(existing, cluster.pool);
       this.queues.requirePool(cluster.org, cluster.pool);
@@ -77,6 +79,8 @@ export class ClusterRepository {
       this.queues.insert({ org: cluster.org, name: cluster.name, pool: cluster.pool, clusters: [cluster.name] }, cluster.name);
       return this.get(cluster.org, cluster.name);
     })();
+    this.announce(cluster.org, cluster.name);
+    return created;
   }
 
   get(org: string, name: string): Cluster {
@@ -108,7 +112,7 @@ export class ClusterRepository {
 
   /** Applies `changes`; `pool`, when given, must be the cluster's own (clusters never move in place). */
   update(org: string, name: string, changes: ClusterChanges, etag: string, pool = ""): Cluster {
-    return this.db.transaction(() => {
+    const updated = this.db.transaction(() => {
       const current = this.get(org, name);
       checkEtag("cluster", name, etag, current.etag);
       if (pool !== "" && pool !== current.pool) throw cannotMove(name, current.pool, pool);
@@ -126,11 +130,13 @@ export class ClusterRepository {
           ...authColumns(next.auth) });
       return this.get(org, name);
     })();
+    this.announce(org, name);
+    return updated;
   }
 
   /** Drains or activates a cluster; its implicit queue follows. Idempotent. */
   setState(org: string, name: string, state: ClusterState): Cluster {
-    return this.db.transaction(() => {
+    const updated = this.db.transaction(() => {
       const current = this.get(org, name);
       if (current.state !== state) {
         this.db
@@ -140,6 +146,8 @@ export class ClusterRepository {
       }
       return this.get(org, name);
     })();
+    this.announce(org, name);
+    return updated;
   }
 
   delete(org: string, name: string, etag: string): void {
@@ -155,6 +163,23 @@ export class ClusterRepository {
       if (blockers.length) throw failedPrecondition(`cluster "${name}" is still in use: ${blockers.join("; ")}`);
       this.db.prepare("DELETE FROM clusters WHERE org = ? AND name = ?").run(org, name);
     })();
+    this.announce(org, name);
+  }
+
+  /** Every cluster of every organization, for the routing index and the sync loop. */
+  all(): Cluster[] {
+    return (this.db.prepare("SELECT * FROM clusters ORDER BY org, name").all() as ClusterRow[]).map(toCluster);
+  }
+
+  find(org: string, name: string): Cluster | undefined {
+    const row = this.findRow(org, name);
+    return row && toCluster(row);
+  }
+
+  /** A cluster write also touches its implicit queue. */
+  private announce(org: string, name: string): void {
+    this.changes.publish({ kind: "cluster", org, name });
+    this.changes.publish({ kind: "queue", org, name });
   }
 
   private blockersOfDelete(org: string, name: string): string[] {

@@ -63,4 +63,64 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX queues_by_pool ON queues (org, pool, name);
     `,
   },
+  {
+    version: 2,
+    description: "projects, cluster labels, execution cluster labels, default label",
+    sql: `
+      CREATE TABLE projects (
+        org          TEXT    NOT NULL,
+        id           TEXT    NOT NULL,
+        name         TEXT    NOT NULL,
+        description  TEXT    NOT NULL,
+        state        TEXT    NOT NULL CHECK (state IN ('ACTIVE', 'ARCHIVED')),
+        create_time  INTEGER NOT NULL,
+        update_time  INTEGER NOT NULL,
+        version      INTEGER NOT NULL,
+        PRIMARY KEY (org, id)
+      ) STRICT;
+
+      CREATE TABLE cluster_labels (
+        org          TEXT    NOT NULL,
+        name         TEXT    NOT NULL,
+        create_time  INTEGER NOT NULL,
+        update_time  INTEGER NOT NULL,
+        version      INTEGER NOT NULL,
+        PRIMARY KEY (org, name)
+      ) STRICT;
+
+      -- A label may only name registered clusters; a named cluster cannot be deleted.
+      CREATE TABLE cluster_label_members (
+        org       TEXT    NOT NULL,
+        label     TEXT    NOT NULL,
+        cluster   TEXT    NOT NULL,
+        weight    REAL    NOT NULL CHECK (weight > 0 AND weight <= 1),
+        position  INTEGER NOT NULL,
+        PRIMARY KEY (org, label, cluster),
+        FOREIGN KEY (org, label) REFERENCES cluster_labels (org, name) ON DELETE CASCADE,
+        FOREIGN KEY (org, cluster) REFERENCES clusters (org, name) ON DELETE RESTRICT
+      ) STRICT;
+      CREATE INDEX cluster_label_members_by_cluster ON cluster_label_members (org, cluster);
+
+      -- Empty strings mark the unset parts of the scope, so the primary key covers every scope.
+      CREATE TABLE execution_cluster_labels (
+        org          TEXT    NOT NULL,
+        project      TEXT    NOT NULL,
+        domain       TEXT    NOT NULL,
+        workflow     TEXT    NOT NULL,
+        launch_plan  TEXT    NOT NULL,
+        value        TEXT    NOT NULL,
+        update_time  INTEGER NOT NULL,
+        PRIMARY KEY (org, project, domain, workflow, launch_plan),
+        FOREIGN KEY (org, project) REFERENCES projects (org, id) ON DELETE RESTRICT,
+        FOREIGN KEY (org, value) REFERENCES cluster_labels (org, name) ON DELETE RESTRICT
+      ) STRICT;
+      CREATE INDEX execution_cluster_labels_by_value ON execution_cluster_labels (org, value);
+
+      CREATE TABLE default_cluster_labels (
+        org    TEXT NOT NULL PRIMARY KEY,
+        label  TEXT NOT NULL,
+        FOREIGN KEY (org, label) REFERENCES cluster_labels (org, name) ON DELETE RESTRICT
+      ) STRICT;
+    `,
+  },
 ];

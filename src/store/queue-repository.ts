@@ -3,6 +3,7 @@ import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
 import { ALL_CLUSTERS, type Queue, type QueueState } from "../core/queue.js";
 import { nextUpdateTime, type ClusterPoolRepository, type Page } from "./cluster-pool-repository.js";
+import type { ChangeFeed } from "./changes.js";
 import type { Db } from "./database.js";
 
 interface QueueRow {
@@ -36,18 +37,21 @@ export interface NewQueue {
 export class QueueRepository {
   constructor(
     private readonly db: Db,
+    private readonly changes: ChangeFeed,
     private readonly pools: ClusterPoolRepository,
   ) {}
 
   create(queue: NewQueue): Queue {
     this.pools.ensureDefaultPool(queue.org);
-    return this.db.transaction(() => {
+    const created = this.db.transaction(() => {
       this.requirePool(queue.org, queue.pool);
       this.requireFreeName(queue.org, queue.name);
       this.requireClustersOfPool(queue.org, queue.pool, queue.clusters);
       this.insert(queue, null);
       return this.get(queue.org, queue.name);
     })();
+    this.changes.publish({ kind: "queue", org: queue.org, name: queue.name });
+    return created;
   }
 
   /** Inserts a queue row; `managedBy` names the cluster an implicit queue goes with. */
@@ -81,7 +85,7 @@ export class QueueRepository {
 
   /** Replaces the selector; `pool`, when given, must be the queue's own (a queue never leaves its pool). */
   update(org: string, name: string, clusters: string[], etag: string, pool = ""): Queue {
-    return this.db.transaction(() => {
+    const updated = this.db.transaction(() => {
       const current = this.requireOwnQueue(org, name, "edited");
       checkEtag("queue", name, etag, current.etag);
       if (pool !== "" && pool !== current.pool) {
@@ -95,15 +99,19 @@ export class QueueRepository {
         .run(JSON.stringify(clusters), nextUpdateTime(current), org, name);
       return this.get(org, name);
     })();
+    this.changes.publish({ kind: "queue", org, name });
+    return updated;
   }
 
   setState(org: string, name: string, state: QueueState): Queue {
-    return this.db.transaction(() => {
+    const updated = this.db.transaction(() => {
       const verb = state === "DRAINED" ? "drained" : "activated";
       const current = this.requireOwnQueue(org, name, `${verb} on its own (use ${state === "DRAINED" ? "DrainCluster" : "ActivateCluster"})`);
       this.writeState(current, state);
       return this.get(org, name);
     })();
+    this.changes.publish({ kind: "queue", org, name });
+    return updated;
   }
 
   /** Moves a queue to `state`; a no-op when it is already there. */
@@ -123,6 +131,17 @@ export class QueueRepository {
       }
       this.db.prepare("DELETE FROM queues WHERE org = ? AND name = ?").run(org, name);
     })();
+    this.changes.publish({ kind: "queue", org, name });
+  }
+
+  find(org: string, name: string): Queue | undefined {
+    const row = this.findRow(org, name);
+    return row && toQueue(row);
+  }
+
+  /** Every queue of every organization, for the routing index. */
+  all(): Queue[] {
+    return (this.db.prepare("SELECT * FROM queues ORDER BY org, name").all() as QueueRow[]).map(toQueue);
   }
 
   /** Names of the queues, other than a cluster's own, whose selector names `cluster`. */

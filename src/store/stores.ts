@@ -1,15 +1,26 @@
 import type { ClusterPoolConfig } from "../core/cluster-pool.js";
+import { listInWords } from "../core/errors.js";
+import { DEFAULT_DOMAINS } from "../core/project.js";
+import { AssignmentRepository } from "./assignment-repository.js";
+import { ChangeFeed } from "./changes.js";
+import { ClusterLabelRepository } from "./cluster-label-repository.js";
 import { ClusterPoolRepository } from "./cluster-pool-repository.js";
 import { ClusterRepository } from "./cluster-repository.js";
 import { openDatabase, type Db } from "./database.js";
+import { ProjectRepository } from "./project-repository.js";
 import { QueueRepository } from "./queue-repository.js";
 
-/** Every repository over one database. */
+/** Every repository over one database, the configured domains, and the feed of their changes. */
 export interface Stores {
   db: Db;
+  changes: ChangeFeed;
+  domains: readonly string[];
   pools: ClusterPoolRepository;
   clusters: ClusterRepository;
   queues: QueueRepository;
+  projects: ProjectRepository;
+  labels: ClusterLabelRepository;
+  assignments: AssignmentRepository;
 }
 
 export interface StoreOptions {
@@ -17,12 +28,34 @@ export interface StoreOptions {
   path: string;
   /** Contract given to each organization's default pool when it is provisioned. */
   defaultPoolConfig?: ClusterPoolConfig;
+  /** The domains every project is provisioned for. */
+  domains?: readonly string[];
 }
 
 export function openStores(options: StoreOptions): Stores {
   const db = openDatabase(options.path);
+  const changes = new ChangeFeed();
   const pools = new ClusterPoolRepository(db, options.defaultPoolConfig);
-  const queues = new QueueRepository(db, pools);
-  const clusters = new ClusterRepository(db, pools, queues);
-  return { db, pools, clusters, queues };
+  const queues = new QueueRepository(db, changes, pools);
+  const clusters = new ClusterRepository(db, changes, pools, queues);
+  const projects = new ProjectRepository(db, changes);
+  const labels = new ClusterLabelRepository(db, changes);
+  const assignments = new AssignmentRepository(db, changes, projects, labels);
+  clusters.addReferenceCheck((org, cluster) => {
+    const naming = labels.labelsNaming(org, cluster);
+    return naming.length
+      ? `label(s) ${listInWords(naming)} route to it; remove it from them (UpdateClusterLabel) first`
+      : null;
+  });
+  return {
+    db,
+    changes,
+    domains: options.domains ?? DEFAULT_DOMAINS,
+    pools,
+    clusters,
+    queues,
+    projects,
+    labels,
+    assignments,
+  };
 }

@@ -1,0 +1,75 @@
+import { Violations } from "./errors.js";
+import { checkResourceName } from "./names.js";
+
+/** Where an assignment applies, from least to most specific. */
+export type AssignmentScope = "DEFAULT" | "PROJECT" | "PROJECT_DOMAIN" | "WORKFLOW" | "LAUNCH_PLAN";
+
+/** The key of an assignment: which fields are set decides its scope. */
+export interface AssignmentKey {
+  org: string;
+  project: string;
+  domain: string;
+  workflow: string;
+  launchPlan: string;
+}
+
+export interface Assignment extends AssignmentKey {
+  value: string;
+  updateTime: Date;
+}
+
+const MAX_ENTITY_NAME_LENGTH = 255;
+// Workflow and launch plan names are code identifiers such as `core.flyte_basics.hello_world.my_wf`.
+const ENTITY_NAME = /^[A-Za-z0-9_.\-:]+$/;
+
+export function scopeOf(key: AssignmentKey): AssignmentScope {
+  if (key.launchPlan !== "") return "LAUNCH_PLAN";
+  if (key.workflow !== "") return "WORKFLOW";
+  if (key.domain !== "") return "PROJECT_DOMAIN";
+  return "PROJECT";
+}
+
+/**
+ * The keys to look an execution up by, most specific first: launch plan, workflow,
+ * project-domain, project. The resolution order of execution cluster labels.
+ */
+export function resolutionOrder(key: AssignmentKey): AssignmentKey[] {
+  const order: AssignmentKey[] = [];
+  const base = { org: key.org, project: key.project };
+  if (key.domain !== "" && key.launchPlan !== "") order.push({ ...base, domain: key.domain, workflow: "", launchPlan: key.launchPlan });
+  if (key.domain !== "" && key.workflow !== "") order.push({ ...base, domain: key.domain, workflow: key.workflow, launchPlan: "" });
+  if (key.domain !== "") order.push({ ...base, domain: key.domain, workflow: "", launchPlan: "" });
+  order.push({ ...base, domain: "", workflow: "", launchPlan: "" });
+  return order;
+}
+
+/**
+ * Checks an assignment key: a project, and a configured domain whenever a workflow or launch
+ * plan is named; a launch-plan assignment names no workflow.
+ */
+export function checkAssignmentKey(
+  key: AssignmentKey,
+  domains: readonly string[],
+  prefix: string,
+  violations: Violations,
+): void {
+  violations.add(`${prefix}project`, checkResourceName(key.project));
+  if (key.domain !== "" && !domains.includes(key.domain)) {
+    violations.add(`${prefix}domain`, `"${key.domain}" is not a configured domain; use one of ${domains.join(", ")}`);
+  }
+  if ((key.workflow !== "" || key.launchPlan !== "") && key.domain === "") {
+    violations.add(`${prefix}domain`, "is required with a workflow or launch plan");
+  }
+  if (key.workflow !== "" && key.launchPlan !== "") {
+    violations.add(`${prefix}launch_plan`, "names its own scope; leave workflow empty for a launch-plan assignment");
+  }
+  violations.add(`${prefix}workflow`, checkEntityName(key.workflow));
+  violations.add(`${prefix}launch_plan`, checkEntityName(key.launchPlan));
+}
+
+function checkEntityName(name: string): string | null {
+  if (name === "") return null;
+  if (name.length > MAX_ENTITY_NAME_LENGTH) return `must be at most ${MAX_ENTITY_NAME_LENGTH} characters`;
+  if (!ENTITY_NAME.test(name)) return `"${name}" may contain only letters, digits, '_', '.', '-' and ':'`;
+  return null;
+}

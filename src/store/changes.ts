@@ -1,0 +1,26 @@
+/**
+ * What changed in the store, announced after each committed write so in-memory views (the
+ * routing index) and the sync loop stay current without polling.
+ */
+export type Change =
+  | { kind: "cluster"; org: string; name: string }
+  | { kind: "queue"; org: string; name: string }
+  | { kind: "project"; org: string; id: string }
+  | { kind: "label"; org: string; name: string }
+  | { kind: "assignment"; org: string; project: string; domain: string; workflow: string; launchPlan: string }
+  | { kind: "default-label"; org: string };
+
+export type ChangeListener = (change: Change) => void;
+
+export class ChangeFeed {
+  private readonly listeners = new Set<ChangeListener>();
+
+  subscribe(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  publish(change: Change): void {
+    for (const listener of this.listeners) listener(change);
+  }
+}
