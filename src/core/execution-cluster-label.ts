@@ -22,7 +22,7 @@ const MAX_ENTITY_NAME_LENGTH = 255;
 // Workflow and launch plan names are code identifiers such as `core.flyte_basics.hello_world.my_wf`.
 const ENTITY_NAME = /^[A-Za-z0-9_.\-:]+$/;
 
-export function scopeOf(key: AssignmentKey): AssignmentScope {
+export function scopeOf(key: Pick<AssignmentKey, "domain" | "workflow" | "launchPlan">): Exclude<AssignmentScope, "DEFAULT"> {
   if (key.launchPlan !== "") return "LAUNCH_PLAN";
   if (key.workflow !== "") return "WORKFLOW";
   if (key.domain !== "") return "PROJECT_DOMAIN";

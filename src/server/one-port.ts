@@ -68,16 +68,21 @@ export class OnePortServer {
       socket.destroy();
       return;
     }
-    socket.once("data", (firstChunk: Buffer) => {
-      socket.pause();
-      socket.unshift(firstChunk);
-      if (firstChunk.subarray(0, 3).toString("latin1") === "PRI") {
+    // Peek in paused mode ('readable', not 'data'): the socket keeps reading from the network,
+    // and whatever was read stays buffered for the server that takes the connection over.
+    socket.once("readable", () => {
+      const head = socket.read() as Buffer | null;
+      if (head === null) {
+        socket.destroy();
+        return;
+      }
+      socket.unshift(head);
+      if (head.subarray(0, 3).toString("latin1") === "PRI") {
         this.h2.emit("connection", socket);
       } else {
         this.h1InFlight.set(socket, 0);
         this.h1.emit("connection", socket);
       }
-      socket.resume();
     });
   }
 

@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
-import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
+import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
 import {
   HealthCheckRequestSchema,
   Health,
@@ -63,8 +63,8 @@ describe.each(Object.keys(connectTransports("http://unused")))("cluster pools ov
   });
 
   it("answers RPCs of later issues with UNIMPLEMENTED", async () => {
-    const client = connectClient(ClusterService, connectTransports(server.url)[transportName]!);
-    expect(await codeOf(client.getCluster({ name: "c" }))).toBe(Code.Unimplemented);
+    const client = connectClient(ProjectService, connectTransports(server.url)[transportName]!);
+    expect(await codeOf(client.getProject({ id: "p" }))).toBe(Code.Unimplemented);
   });
 });
 

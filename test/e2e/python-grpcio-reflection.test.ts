@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { promisify } from "node:util";
+import { copyFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 const PYTHON = "/usr/bin/python3";
-const REFLECTION_PROTO_ROOT = "node_modules/@grpc/reflection/build/proto";
+const run = promisify(execFile);
+const REFLECTION_PROTO = "node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto";
 
 /** grpcio and protoc come from Debian (python3-grpcio, protobuf-compiler); .ci/run installs them. */
 function pythonGrpcAvailable(): boolean {
@@ -27,19 +29,14 @@ describe.skipIf(!available)("a client that is not ours: Python grpcio through re
   });
   afterAll(() => server.stop());
 
-  it("lists services, fetches descriptors and calls CreateClusterPool", () => {
+  it("lists services, fetches descriptors and calls CreateClusterPool", async () => {
+    // Compiled at the root of a temporary directory: under grpc/… it would shadow the grpc package.
     const generated = mkdtempSync(join(tmpdir(), "clusterplane-py-"));
-    execFileSync("protoc", [
-      `-I${REFLECTION_PROTO_ROOT}`,
-      `--python_out=${generated}`,
-      "grpc/reflection/v1/reflection.proto",
-    ]);
-    const output = execFileSync(PYTHON, [
-      "test/e2e/python/reflection_client.py",
-      `127.0.0.1:${server.port}`,
-      generated,
-    ]).toString();
-    const seen = JSON.parse(output);
+    copyFileSync(REFLECTION_PROTO, join(generated, "reflection.proto"));
+    execFileSync("protoc", [`-I${generated}`, `--python_out=${generated}`, "reflection.proto"]);
+    // Asynchronously: the server answering the client runs in this very process.
+    const { stdout } = await run(PYTHON, ["test/e2e/python/reflection_client.py", `127.0.0.1:${server.port}`, generated]);
+    const seen = JSON.parse(stdout);
 
     expect(seen.services).toEqual(
       expect.arrayContaining([

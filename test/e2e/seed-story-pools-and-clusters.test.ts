@@ -87,13 +87,13 @@ describe.each(Object.entries(stacks).map(([name, make], index) => ({ name, make,
     it("answers bad input with INVALID_ARGUMENT and never INTERNAL", async () => {
       const { clusters, queues } = make();
       for (const call of [
-        clusters.createCluster({ cluster: { ...seedCluster("c1"), org, endpoint: "not a url" } }),
-        clusters.createCluster({}),
-        clusters.listClusters({ org, pageSize: -5 }),
-        queues.createQueue({ queue: { org, name: "q", clusters: [] } }),
-        queues.getQueue({ org, name: "" }),
+        () => clusters.createCluster({ cluster: { ...seedCluster("c1"), org, endpoint: "not a url" } }),
+        () => clusters.createCluster({}),
+        () => clusters.listClusters({ org, pageSize: -5 }),
+        () => queues.createQueue({ queue: { org, name: "q", clusters: [] } }),
+        () => queues.getQueue({ org, name: "" }),
       ]) {
-        expect((await failure(call)).code).toBe(Code.InvalidArgument);
+        expect((await failure(call())).code).toBe(Code.InvalidArgument);
       }
     });
   },

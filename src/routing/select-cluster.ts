@@ -1,0 +1,123 @@
+import { failedPrecondition, invalidArgument } from "../core/errors.js";
+import { resolutionOrder, scopeOf, type AssignmentScope } from "../core/execution-cluster-label.js";
+import { ALL_CLUSTERS } from "../core/queue.js";
+import { weightedPick, type WeightedChoice } from "../core/weighted-pick.js";
+import type { RoutableCluster, RoutingIndex } from "./routing-index.js";
+
+export interface SelectRequest {
+  org: string;
+  project: string;
+  domain: string;
+  workflow: string;
+  launchPlan: string;
+  executionId: string;
+  /** At most one explicit target. */
+  target: { kind: "cluster" | "label" | "queue"; name: string } | null;
+}
+
+export interface Selection {
+  cluster: string;
+  endpoint: string;
+  pool: string;
+  label: string;
+  reason: string;
+}
+
+const SCOPE_WORDS: Record<Exclude<AssignmentScope, "DEFAULT">, string> = {
+  LAUNCH_PLAN: "launch plan",
+  WORKFLOW: "workflow",
+  PROJECT_DOMAIN: "project-domain",
+  PROJECT: "project",
+};
+
+/**
+ * Where an execution runs. Order: explicit cluster, label in the request, queue in the request,
+ * the most specific stored assignment, the default label, every eligible cluster. An assignment
+ * whose clusters are all ineligible is an error, not a reason to run somewhere else.
+ */
+export function selectCluster(index: RoutingIndex, request: SelectRequest): Selection {
+  requireRoutableProject(index, request.org, request.project);
+  const { target } = request;
+  if (target?.kind === "cluster") return explicitCluster(index, request.org, target.name);
+  if (target?.kind === "label") return fromLabel(index, request, target.name, `label ${target.name} from the request`, "label");
+  if (target?.kind === "queue") return fromQueue(index, request, target.name);
+
+  for (const scope of resolutionOrder(request)) {
+    const label = index.assignment(scope);
+    if (label !== undefined) {
+      const words = SCOPE_WORDS[scopeOf(scope)];
+      return fromLabel(index, request, label, `${words} label ${label}`, "");
+    }
+  }
+  const defaultLabel = index.defaultLabel(request.org);
+  if (defaultLabel !== undefined) return fromLabel(index, request, defaultLabel, `default label ${defaultLabel}`, "");
+
+  const eligible = index.eligibleClusters(request.org);
+  const picked = weightedPick(eligible, request.executionId);
+  if (!picked) {
+    throw failedPrecondition("no cluster can take executions: none is registered, enabled and active; register a cluster (CreateCluster) or activate one");
+  }
+  return answer(picked, "", "no label assigned: any eligible cluster");
+}
+
+function requireRoutableProject(index: RoutingIndex, org: string, project: string): void {
+  const state = index.projectState(org, project);
+  if (state === undefined) throw failedPrecondition(`project "${project}" is not registered; register it first (CreateProject)`);
+  if (state === "ARCHIVED") throw failedPrecondition(`project "${project}" is archived; activate it (ActivateProject) to run executions`);
+}
+
+function explicitCluster(index: RoutingIndex, org: string, name: string): Selection {
+  const cluster = index.cluster(org, name);
+  if (!cluster) throw invalidArgument([{ field: "cluster", description: `cluster "${name}" is not registered` }]);
+  if (cluster.ineligibleBecause) {
+    throw failedPrecondition(`cluster "${name}" cannot take new executions: it is ${cluster.ineligibleBecause}`);
+  }
+  return answer(cluster, "", "cluster from the request");
+}
+
+function fromLabel(index: RoutingIndex, request: SelectRequest, label: string, reason: string, field: string): Selection {
+  const members = index.label(request.org, label);
+  if (!members) {
+    throw invalidArgument([{ field: field || "label", description: `label "${label}" does not exist` }]);
+  }
+  return pick(index, request, members, `label "${label}"`, label, reason);
+}
+
+function fromQueue(index: RoutingIndex, request: SelectRequest, name: string): Selection {
+  const queue = index.queue(request.org, name);
+  if (!queue) throw invalidArgument([{ field: "queue", description: `queue "${name}" does not exist` }]);
+  if (queue.state === "DRAINED") throw failedPrecondition(`queue "${name}" is drained; activate it (ActivateQueue) or choose another`);
+  const members: WeightedChoice[] =
+    queue.clusters[0] === ALL_CLUSTERS
+      ? index.clustersOfPool(request.org, queue.pool)
+      : queue.clusters.map((cluster) => ({ name: cluster, weight: 1 })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  return pick(index, request, members, `queue "${name}"`, "", `queue ${name} from the request`);
+}
+
+/** Weighted pick among the eligible members; names every ineligible one when none is left. */
+function pick(
+  index: RoutingIndex,
+  request: SelectRequest,
+  members: readonly WeightedChoice[],
+  source: string,
+  label: string,
+  reason: string,
+): Selection {
+  const eligible: { cluster: RoutableCluster; name: string; weight: number }[] = [];
+  const excluded: string[] = [];
+  for (const member of members) {
+    const cluster = index.cluster(request.org, member.name);
+    if (cluster && cluster.ineligibleBecause === "") eligible.push({ cluster, name: member.name, weight: member.weight });
+    else excluded.push(`"${member.name}" is ${cluster ? cluster.ineligibleBecause : "not registered"}`);
+  }
+  const picked = weightedPick(eligible, request.executionId);
+  if (!picked) {
+    const why = excluded.length ? excluded.join(", ") : "it has no clusters";
+    throw failedPrecondition(`${source} has no cluster that can take executions: ${why}; activate or enable one, or route elsewhere`);
+  }
+  return answer(picked.cluster, label, reason);
+}
+
+function answer(cluster: RoutableCluster, label: string, reason: string): Selection {
+  return { cluster: cluster.name, endpoint: cluster.endpoint, pool: cluster.pool, label, reason };
+}
