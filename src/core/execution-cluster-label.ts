@@ -67,9 +67,22 @@ export function checkAssignmentKey(
   violations.add(`${prefix}launch_plan`, checkEntityName(key.launchPlan));
 }
 
-function checkEntityName(name: string): string | null {
+export function checkEntityName(name: string): string | null {
   if (name === "") return null;
   if (name.length > MAX_ENTITY_NAME_LENGTH) return `must be at most ${MAX_ENTITY_NAME_LENGTH} characters`;
   if (!ENTITY_NAME.test(name)) return `"${name}" may contain only letters, digits, '_', '.', '-' and ':'`;
   return null;
+}
+
+/** The label that applies to `key` and the scope it came from, or null when none does. */
+export function resolveLabel(
+  key: AssignmentKey,
+  lookup: (scope: AssignmentKey) => string | undefined,
+  defaultLabel: string | undefined,
+): { value: string; scope: AssignmentScope } | null {
+  for (const scope of resolutionOrder(key)) {
+    const value = lookup(scope);
+    if (value !== undefined) return { value, scope: scopeOf(scope) };
+  }
+  return defaultLabel ? { value: defaultLabel, scope: "DEFAULT" } : null;
 }

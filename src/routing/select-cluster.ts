@@ -1,5 +1,5 @@
 import { failedPrecondition, invalidArgument } from "../core/errors.js";
-import { resolutionOrder, scopeOf, type AssignmentScope } from "../core/execution-cluster-label.js";
+import { resolveLabel, type AssignmentScope } from "../core/execution-cluster-label.js";
 import { ALL_CLUSTERS } from "../core/queue.js";
 import { weightedPick, type WeightedChoice } from "../core/weighted-pick.js";
 import type { RoutableCluster, RoutingIndex } from "./routing-index.js";
@@ -23,11 +23,12 @@ export interface Selection {
   reason: string;
 }
 
-const SCOPE_WORDS: Record<Exclude<AssignmentScope, "DEFAULT">, string> = {
+const SCOPE_WORDS: Record<AssignmentScope, string> = {
   LAUNCH_PLAN: "launch plan",
   WORKFLOW: "workflow",
   PROJECT_DOMAIN: "project-domain",
   PROJECT: "project",
+  DEFAULT: "default",
 };
 
 /**
@@ -42,15 +43,11 @@ export function selectCluster(index: RoutingIndex, request: SelectRequest): Sele
   if (target?.kind === "label") return fromLabel(index, request, target.name, `label ${target.name} from the request`, "label");
   if (target?.kind === "queue") return fromQueue(index, request, target.name);
 
-  for (const scope of resolutionOrder(request)) {
-    const label = index.assignment(scope);
-    if (label !== undefined) {
-      const words = SCOPE_WORDS[scopeOf(scope)];
-      return fromLabel(index, request, label, `${words} label ${label}`, "");
-    }
+  const resolved = resolveLabel(request, (scope) => index.assignment(scope), index.defaultLabel(request.org));
+  if (resolved) {
+    const reason = `${SCOPE_WORDS[resolved.scope]} label ${resolved.value}`;
+    return fromLabel(index, request, resolved.value, reason, "");
   }
-  const defaultLabel = index.defaultLabel(request.org);
-  if (defaultLabel !== undefined) return fromLabel(index, request, defaultLabel, `default label ${defaultLabel}`, "");
 
   const eligible = index.eligibleClusters(request.org);
   const picked = weightedPick(eligible, request.executionId);

@@ -9,6 +9,7 @@ import { file_clusterplane_v1_execution_cluster_label } from "../../gen/clusterp
 import { file_health_v1_health } from "../../gen/health/v1/health_pb.js";
 import { domainErrors } from "../services/errors.js";
 import { registerServices } from "../services/index.js";
+import { RoutingIndex } from "../routing/routing-index.js";
 import { openStores, type Stores } from "../store/stores.js";
 import type { ClusterPoolConfig } from "../core/cluster-pool.js";
 import { HealthStatus, registerHealth } from "./health.js";
@@ -27,6 +28,8 @@ export interface ServerConfig {
   shutdownGraceMs: number;
   /** Contract given to each organization's default pool when it is provisioned. */
   defaultPoolConfig?: ClusterPoolConfig;
+  /** The domains every project is provisioned for; development, staging, production by default. */
+  domains?: readonly string[];
 }
 
 export interface RunningServer {
@@ -51,10 +54,15 @@ const REFLECTED_FILES: readonly DescFile[] = [
 ];
 
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
-  const stores = openStores({ path: config.databasePath, defaultPoolConfig: config.defaultPoolConfig });
+  const stores = openStores({
+    path: config.databasePath,
+    defaultPoolConfig: config.defaultPoolConfig,
+    domains: config.domains,
+  });
+  const routing = new RoutingIndex(stores);
   const health = new HealthStatus();
   const routes = (router: ConnectRouter) => {
-    registerServices(router, stores);
+    registerServices(router, stores, routing);
     registerReflection(router, REFLECTED_FILES);
     registerHealth(router, health);
   };
@@ -67,6 +75,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   try {
     address = await transport.listen(config.port, config.host);
   } catch (error) {
+    routing.close();
     stores.db.close();
     throw error;
   }
@@ -82,6 +91,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       closing ??= (async () => {
         health.shutdown();
         await transport.close(config.shutdownGraceMs);
+        routing.close();
         stores.db.close();
       })();
       return closing;

@@ -4,9 +4,12 @@ import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/executio
 import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
 import { QueueService } from "../../gen/clusterplane/v1/queue_pb.js";
 import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
+import type { RoutingIndex } from "../routing/routing-index.js";
 import type { Stores } from "../store/stores.js";
 import { clusterPoolService } from "./cluster-pool-service.js";
 import { clusterService } from "./cluster-service.js";
+import { executionClusterLabelService } from "./execution-cluster-label-service.js";
+import { projectService } from "./project-service.js";
 import { queueService } from "./queue-service.js";
 
 /** The clusterplane.v1 services, in the order reflection lists them. */
@@ -18,14 +21,11 @@ export const CLUSTERPLANE_SERVICES = [
   ProjectService,
 ] as const;
 
-/**
- * Registers every clusterplane.v1 service on `router`. Services whose issue has not landed yet are
- * registered without methods, so every RPC of the contract exists and answers UNIMPLEMENTED.
- */
-export function registerServices(router: ConnectRouter, stores: Stores): void {
+/** Registers every clusterplane.v1 service on `router`. */
+export function registerServices(router: ConnectRouter, stores: Stores, routing: RoutingIndex): void {
   router.service(ClusterPoolService, clusterPoolService(stores.pools));
   router.service(ClusterService, clusterService(stores.clusters));
   router.service(QueueService, queueService(stores.queues));
-  router.service(ExecutionClusterLabelService, {});
-  router.service(ProjectService, {});
+  router.service(ExecutionClusterLabelService, executionClusterLabelService(stores, routing));
+  router.service(ProjectService, projectService(stores.projects, stores.domains));
 }

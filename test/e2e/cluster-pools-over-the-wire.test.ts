@@ -3,7 +3,6 @@ import * as grpc from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
-import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
 import {
   HealthCheckRequestSchema,
   Health,
@@ -60,11 +59,6 @@ describe.each(Object.keys(connectTransports("http://unused")))("cluster pools ov
     expect(await codeOf(client.createClusterPool({ clusterPool: seedProdPool({ name: "default" }) }))).toBe(
       Code.AlreadyExists,
     );
-  });
-
-  it("answers RPCs of later issues with UNIMPLEMENTED", async () => {
-    const client = connectClient(ProjectService, connectTransports(server.url)[transportName]!);
-    expect(await codeOf(client.getProject({ id: "p" }))).toBe(Code.Unimplemented);
   });
 });
 

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRouterTransport, createClient, type Client } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
+import { RoutingIndex } from "../../src/routing/routing-index.js";
 import { registerServices } from "../../src/services/index.js";
 import { domainErrors } from "../../src/services/errors.js";
 import { openStores, type Stores } from "../../src/store/stores.js";
@@ -21,9 +22,18 @@ export function tempStores(): Stores & { cleanup(): void } {
   };
 }
 
+/** One routing index per database, shared by every in-memory client of it. */
+const routingIndexes = new WeakMap<object, RoutingIndex>();
+
 /** A client for `service` over the in-memory router transport, with the server's error mapping. */
 export function inMemoryClient<S extends DescService>(service: S, stores: Stores): Client<S> {
-  const transport = createRouterTransport((router) => registerServices(router, stores), {
+  let routing = routingIndexes.get(stores.db);
+  if (!routing) {
+    routing = new RoutingIndex(stores);
+    routingIndexes.set(stores.db, routing);
+  }
+  const index = routing;
+  const transport = createRouterTransport((router) => registerServices(router, stores, index), {
     router: { interceptors: [domainErrors] },
   });
   return createClient(service, transport);

@@ -22,6 +22,21 @@ function watch(client: ReturnType<typeof setup>["client"], service: string, sign
   };
 }
 
+/** Counts the handler's live change subscriptions, to know when a Watch is parked waiting. */
+function countListeners(health: HealthStatus): () => number {
+  let listening = 0;
+  const subscribe = health.subscribe.bind(health);
+  vi.spyOn(health, "subscribe").mockImplementation((listener) => {
+    listening++;
+    const unsubscribe = subscribe(listener);
+    return () => {
+      listening--;
+      unsubscribe();
+    };
+  });
+  return () => listening;
+}
+
 afterEach(() => {
   vi.restoreAllMocks();
 });
@@ -57,14 +72,22 @@ describe("grpc.health.v1.Health", () => {
 
   it("Watch sends the current status, then each change", async () => {
     const { health, client } = setup();
+    const listening = countListeners(health);
     health.set(POOLS, ServingStatus.SERVING);
     const stream = watch(client, POOLS);
     expect(await stream.next()).toBe(ServingStatus.SERVING);
+
+    // A change while the handler is still at its last yield.
     health.set("", ServingStatus.NOT_SERVING); // another service: not this stream's business
     health.set(POOLS, ServingStatus.NOT_SERVING);
     expect(await stream.next()).toBe(ServingStatus.NOT_SERVING);
+
+    // A change while the handler is parked waiting for one.
+    const next = stream.next();
+    await vi.waitFor(() => expect(listening()).toBe(1));
+    health.set("", ServingStatus.SERVING);
     health.set(POOLS, ServingStatus.SERVING);
-    expect(await stream.next()).toBe(ServingStatus.SERVING);
+    expect(await next).toBe(ServingStatus.SERVING);
   });
 
   it("Watch of an unknown service sends SERVICE_UNKNOWN and keeps watching", async () => {
@@ -77,43 +100,46 @@ describe("grpc.health.v1.Health", () => {
 
   it("shutdown sends NOT_SERVING, ends Watch streams cleanly and ignores later updates", async () => {
     const { health, client } = setup();
+    const listening = countListeners(health);
     const overall = watch(client, "");
     const unknown = watch(client, "no.Such");
     expect(await overall.next()).toBe(ServingStatus.SERVING);
     expect(await unknown.next()).toBe(ServingStatus.SERVICE_UNKNOWN);
+    const [overallNext, unknownNext] = [overall.next(), unknown.next()];
+    await vi.waitFor(() => expect(listening()).toBe(2));
 
     health.shutdown();
-    expect(await overall.next()).toBe(ServingStatus.NOT_SERVING);
+    expect(await overallNext).toBe(ServingStatus.NOT_SERVING);
     expect(await overall.next()).toBe("ended");
-    expect(await unknown.next()).toBe("ended");
+    expect(await unknownNext).toBe("ended");
+    expect(listening()).toBe(0);
 
     health.set("", ServingStatus.SERVING);
     expect((await client.check({ service: "" })).status).toBe(ServingStatus.NOT_SERVING);
     expect(await watch(client, "").next()).toBe(ServingStatus.NOT_SERVING);
   });
 
+  it("shutdown also ends a Watch whose reader has not caught up", async () => {
+    const { health, client } = setup();
+    const stream = watch(client, "");
+    expect(await stream.next()).toBe(ServingStatus.SERVING);
+    health.shutdown();
+    expect(await stream.next()).toBe(ServingStatus.NOT_SERVING);
+    expect(await stream.next()).toBe("ended");
+  });
+
   it("stops listening for changes when the client goes away", async () => {
     const { health, client } = setup();
-    let listening = 0;
-    const subscribe = health.subscribe.bind(health);
-    vi.spyOn(health, "subscribe").mockImplementation((listener) => {
-      listening++;
-      const unsubscribe = subscribe(listener);
-      return () => {
-        listening--;
-        return unsubscribe();
-      };
-    });
-
+    const listening = countListeners(health);
     const abort = new AbortController();
     const stream = watch(client, "", abort.signal);
     expect(await stream.next()).toBe(ServingStatus.SERVING);
     // Asking for the next response lets the handler get past its yield and start waiting.
     const pending = stream.next();
-    await vi.waitFor(() => expect(listening).toBe(1));
+    await vi.waitFor(() => expect(listening()).toBe(1));
 
     abort.abort();
     await expect(pending).rejects.toMatchObject({ code: Code.Canceled });
-    await vi.waitFor(() => expect(listening).toBe(0));
+    await vi.waitFor(() => expect(listening()).toBe(0));
   });
 });

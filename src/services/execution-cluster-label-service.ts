@@ -1,0 +1,228 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  ClusterLabelSchema,
+  ExecutionClusterLabelSchema,
+  ExecutionClusterLabelScope,
+  ExecutionClusterLabelService,
+  type ClusterLabel as ClusterLabelMessage,
+  type ExecutionClusterLabel as ExecutionClusterLabelMessage,
+  type SelectClusterRequest,
+} from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
+import { checkLabelMembers, type ClusterLabel } from "../core/cluster-label.js";
+import { invalidArgument, Violations } from "../core/errors.js";
+import {
+  checkAssignmentKey,
+  checkEntityName,
+  resolveLabel,
+  scopeOf,
+  type Assignment,
+  type AssignmentKey,
+} from "../core/execution-cluster-label.js";
+import { checkClusterName, checkResourceName } from "../core/names.js";
+import { nextPageToken, parsePageRequest } from "../core/paging.js";
+import type { RoutingIndex } from "../routing/routing-index.js";
+import { selectCluster, type SelectRequest } from "../routing/select-cluster.js";
+import { assignmentSortKey } from "../store/assignment-repository.js";
+import type { Stores } from "../store/stores.js";
+import { checkOrgField, requireMessage, toTimestamp } from "./common.js";
+
+const MAX_EXECUTION_ID_LENGTH = 255;
+
+/**
+ * ExecutionClusterLabelService: labels, their assignments, and SelectCluster, which is answered
+ * from the in-memory routing index.
+ */
+export function executionClusterLabelService(
+  stores: Stores,
+  routing: RoutingIndex,
+): ServiceImpl<typeof ExecutionClusterLabelService> {
+  const { labels, assignments, domains } = stores;
+
+  const checkAssignment = (key: AssignmentKey, prefix: string) => {
+    const violations = new Violations();
+    checkOrgField(key.org, `${prefix}org`, violations);
+    checkAssignmentKey(key, domains, prefix, violations);
+    return violations;
+  };
+
+  return {
+    createClusterLabel(request) {
+      const label = requireMessage(request.label, "label");
+      checkLabel(label, "label");
+      return { label: toLabelMessage(labels.create(label.org, label.name, label.clusters)) };
+    },
+
+    getClusterLabel(request) {
+      checkLabelKey(request.org, request.name);
+      return { label: toLabelMessage(labels.get(request.org, request.name)) };
+    },
+
+    listClusterLabels(request) {
+      const violations = new Violations();
+      checkOrgField(request.org, "org", violations);
+      const page = parsePageRequest(request.pageSize, request.pageToken, "", violations);
+      violations.throwIfAny();
+      const result = labels.list(request.org, page);
+      const last = result.items.at(-1);
+      return {
+        labels: result.items.map(toLabelMessage),
+        nextPageToken: nextPageToken(result.hasMore, last ? [last.name] : [], ""),
+      };
+    },
+
+    updateClusterLabel(request) {
+      const label = requireMessage(request.label, "label");
+      checkLabel(label, "label");
+      return { label: toLabelMessage(labels.update(label.org, label.name, label.clusters, label.etag)) };
+    },
+
+    deleteClusterLabel(request) {
+      checkLabelKey(request.org, request.name);
+      labels.delete(request.org, request.name);
+      return {};
+    },
+
+    getDefaultClusterLabel(request) {
+      const violations = new Violations();
+      checkOrgField(request.org, "org", violations);
+      violations.throwIfAny();
+      return { label: labels.getDefault(request.org) };
+    },
+
+    setDefaultClusterLabel(request) {
+      const violations = new Violations();
+      checkOrgField(request.org, "org", violations);
+      if (request.label !== "") violations.add("label", checkResourceName(request.label));
+      violations.throwIfAny();
+      requireLabel(request.org, request.label, "label");
+      return { label: labels.setDefault(request.org, request.label) };
+    },
+
+    updateExecutionClusterLabel(request) {
+      const assignment = requireMessage(request.executionClusterLabel, "execution_cluster_label");
+      const prefix = "execution_cluster_label.";
+      const violations = checkAssignment(assignment, prefix);
+      violations.add(`${prefix}value`, checkResourceName(assignment.value));
+      violations.throwIfAny();
+      const stored = assignments.upsert(assignment, assignment.value, `${prefix}value`);
+      return { executionClusterLabel: toAssignmentMessage(stored) };
+    },
+
+    getExecutionClusterLabel(request) {
+      checkAssignment(request, "").throwIfAny();
+      const stored = assignments.find(request);
+      const effective = resolveLabel(request, (scope) => assignments.find(scope)?.value, labels.getDefault(request.org));
+      return {
+        executionClusterLabel: stored && toAssignmentMessage(stored),
+        effectiveValue: effective?.value ?? "",
+        effectiveScope: effective ? ExecutionClusterLabelScope[effective.scope] : ExecutionClusterLabelScope.UNSPECIFIED,
+      };
+    },
+
+    deleteExecutionClusterLabel(request) {
+      checkAssignment(request, "").throwIfAny();
+      assignments.delete(request);
+      return {};
+    },
+
+    listExecutionClusterLabels(request) {
+      const violations = new Violations();
+      checkOrgField(request.org, "org", violations);
+      if (request.project !== "") violations.add("project", checkResourceName(request.project));
+      if (request.domain !== "" && !domains.includes(request.domain)) {
+        violations.add("domain", `"${request.domain}" is not a configured domain; use one of ${domains.join(", ")}`);
+      }
+      const filter = { project: request.project, domain: request.domain };
+      const fingerprint = JSON.stringify(filter);
+      const page = parsePageRequest(request.pageSize, request.pageToken, fingerprint, violations);
+      violations.throwIfAny();
+      const result = assignments.list(request.org, filter, page);
+      const last = result.items.at(-1);
+      return {
+        executionClusterLabels: result.items.map(toAssignmentMessage),
+        nextPageToken: nextPageToken(result.hasMore, last ? assignmentSortKey(last) : [], fingerprint),
+      };
+    },
+
+    selectCluster(request) {
+      return selectCluster(routing, toSelectRequest(request, domains));
+    },
+  };
+
+  function requireLabel(org: string, label: string, field: string): void {
+    if (label !== "" && !labels.exists(org, label)) {
+      throw invalidArgument([{ field, description: `label "${label}" does not exist; create it first (CreateClusterLabel)` }]);
+    }
+  }
+}
+
+function checkLabel(label: ClusterLabelMessage, field: string): void {
+  const violations = new Violations();
+  checkOrgField(label.org, `${field}.org`, violations);
+  violations.add(`${field}.name`, checkResourceName(label.name));
+  checkLabelMembers(label.clusters, `${field}.clusters`, violations);
+  violations.throwIfAny();
+}
+
+function checkLabelKey(org: string, name: string): void {
+  const violations = new Violations();
+  checkOrgField(org, "org", violations);
+  violations.add("name", checkResourceName(name));
+  violations.throwIfAny();
+}
+
+/** Validates a routing request; every problem is INVALID_ARGUMENT naming its field. */
+function toSelectRequest(request: SelectClusterRequest, domains: readonly string[]): SelectRequest {
+  const violations = new Violations();
+  checkOrgField(request.org, "org", violations);
+  violations.add("project", checkResourceName(request.project));
+  if (request.domain === "") violations.add("domain", `is required: one of ${domains.join(", ")}`);
+  else if (!domains.includes(request.domain)) {
+    violations.add("domain", `"${request.domain}" is not a configured domain; use one of ${domains.join(", ")}`);
+  }
+  violations.add("workflow", checkEntityName(request.workflow));
+  violations.add("launch_plan", checkEntityName(request.launchPlan));
+  if (request.executionId === "") violations.add("execution_id", "is required: it keeps one execution on one cluster");
+  else if (request.executionId.length > MAX_EXECUTION_ID_LENGTH) {
+    violations.add("execution_id", `must be at most ${MAX_EXECUTION_ID_LENGTH} characters`);
+  }
+  const { target } = request;
+  if (target.case === "cluster") violations.add("cluster", checkClusterName(target.value));
+  if (target.case === "queue") violations.add("queue", checkClusterName(target.value));
+  if (target.case === "label") violations.add("label", checkResourceName(target.value));
+  violations.throwIfAny();
+  return {
+    org: request.org,
+    project: request.project,
+    domain: request.domain,
+    workflow: request.workflow,
+    launchPlan: request.launchPlan,
+    executionId: request.executionId,
+    target: target.case ? { kind: target.case, name: target.value } : null,
+  };
+}
+
+function toLabelMessage(label: ClusterLabel): ClusterLabelMessage {
+  return create(ClusterLabelSchema, {
+    org: label.org,
+    name: label.name,
+    clusters: label.clusters,
+    createTime: toTimestamp(label.createTime),
+    updateTime: toTimestamp(label.updateTime),
+    etag: label.etag,
+  });
+}
+
+function toAssignmentMessage(assignment: Assignment): ExecutionClusterLabelMessage {
+  return create(ExecutionClusterLabelSchema, {
+    org: assignment.org,
+    project: assignment.project,
+    domain: assignment.domain,
+    workflow: assignment.workflow,
+    launchPlan: assignment.launchPlan,
+    value: assignment.value,
+    scope: ExecutionClusterLabelScope[scopeOf(assignment)],
+    updateTime: toTimestamp(assignment.updateTime),
+  });
+}

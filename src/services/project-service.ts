@@ -1,0 +1,95 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  ProjectSchema,
+  ProjectService,
+  ProjectState as ProjectStateEnum,
+  type Project as ProjectMessage,
+} from "../../gen/clusterplane/v1/project_pb.js";
+import { Violations } from "../core/errors.js";
+import { checkResourceName } from "../core/names.js";
+import { nextPageToken, parsePageRequest } from "../core/paging.js";
+import { checkProjectId, checkProjectText, type Project, type ProjectState } from "../core/project.js";
+import type { ProjectRepository } from "../store/project-repository.js";
+import { checkOrgField, requireMessage, toTimestamp } from "./common.js";
+
+/** ProjectService: validates requests, then hands them to the project repository. */
+export function projectService(projects: ProjectRepository, domains: readonly string[]): ServiceImpl<typeof ProjectService> {
+  const toMessage = (project: Project): ProjectMessage =>
+    create(ProjectSchema, {
+      org: project.org,
+      id: project.id,
+      name: project.name,
+      description: project.description,
+      state: ProjectStateEnum[project.state],
+      domains: domains.map((domain) => ({ id: domain, name: domain })),
+      createTime: toTimestamp(project.createTime),
+      updateTime: toTimestamp(project.updateTime),
+      etag: project.etag,
+    });
+
+  const checkKey = (org: string, id: string) => {
+    const violations = new Violations();
+    checkOrgField(org, "org", violations);
+    violations.add("id", checkResourceName(id));
+    violations.throwIfAny();
+  };
+
+  return {
+    createProject(request) {
+      const project = requireMessage(request.project, "project");
+      const violations = new Violations();
+      checkOrgField(project.org, "project.org", violations);
+      checkProjectId(project.id, domains, "project.id", violations);
+      checkProjectText(project.name, project.description, "project", violations);
+      violations.throwIfAny();
+      const created = projects.create({ org: project.org, id: project.id, name: project.name, description: project.description });
+      return { project: toMessage(created) };
+    },
+
+    getProject(request) {
+      checkKey(request.org, request.id);
+      return { project: toMessage(projects.get(request.org, request.id)) };
+    },
+
+    listProjects(request) {
+      const violations = new Violations();
+      checkOrgField(request.org, "org", violations);
+      let state: ProjectState | "" = "";
+      if (request.state !== ProjectStateEnum.UNSPECIFIED) {
+        const name = ProjectStateEnum[request.state];
+        if (name === undefined) violations.add("state", `${request.state} is not a project state`);
+        state = (name ?? "") as ProjectState | "";
+      }
+      const fingerprint = JSON.stringify({ state });
+      const page = parsePageRequest(request.pageSize, request.pageToken, fingerprint, violations);
+      violations.throwIfAny();
+      const result = projects.list(request.org, state, page);
+      const last = result.items.at(-1);
+      return {
+        projects: result.items.map(toMessage),
+        nextPageToken: nextPageToken(result.hasMore, last ? [last.id] : [], fingerprint),
+      };
+    },
+
+    updateProject(request) {
+      const project = requireMessage(request.project, "project");
+      const violations = new Violations();
+      checkOrgField(project.org, "project.org", violations);
+      violations.add("project.id", checkResourceName(project.id));
+      checkProjectText(project.name, project.description, "project", violations);
+      violations.throwIfAny();
+      return { project: toMessage(projects.update(project.org, project.id, project.name, project.description, project.etag)) };
+    },
+
+    archiveProject(request) {
+      checkKey(request.org, request.id);
+      return { project: toMessage(projects.setState(request.org, request.id, "ARCHIVED")) };
+    },
+
+    activateProject(request) {
+      checkKey(request.org, request.id);
+      return { project: toMessage(projects.setState(request.org, request.id, "ACTIVE")) };
+    },
+  };
+}
