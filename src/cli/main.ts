@@ -12,6 +12,7 @@ program
   .option("--port <port>", "port to listen on, 0 for any free one (env CLUSTERPLANE_PORT, default 8080)")
   .option("--db <path>", "SQLite database file (env CLUSTERPLANE_DB, default ./clusterplane.db)")
   .option("--shutdown-grace-ms <ms>", "time in-flight calls get to finish on shutdown (env CLUSTERPLANE_SHUTDOWN_GRACE_MS, default 10000)")
+  .option("--domains <list>", "comma-separated domains every project gets (env CLUSTERPLANE_DOMAINS, default development,staging,production)")
   .action(serve);
 
 await program.parseAsync();

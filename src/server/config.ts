@@ -1,4 +1,5 @@
 import { Violations } from "../core/errors.js";
+import { checkDomains, DEFAULT_DOMAINS } from "../core/project.js";
 import type { ServerConfig } from "./server.js";
 
 /** Flags as given on the command line; each falls back to its environment variable, then a default. */
@@ -7,6 +8,7 @@ export interface ServeFlags {
   port?: string;
   db?: string;
   shutdownGraceMs?: string;
+  domains?: string;
 }
 
 export const CONFIG_DEFAULTS = {
@@ -31,6 +33,7 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
   const port = pick(flags.port, "port") ?? fromEnv("CLUSTERPLANE_PORT");
   const db = pick(flags.db, "db") ?? fromEnv("CLUSTERPLANE_DB");
   const grace = pick(flags.shutdownGraceMs, "shutdown-grace-ms") ?? fromEnv("CLUSTERPLANE_SHUTDOWN_GRACE_MS");
+  const domains = pick(flags.domains, "domains") ?? fromEnv("CLUSTERPLANE_DOMAINS");
 
   const config: ServerConfig = {
     host: host?.value ?? CONFIG_DEFAULTS.host,
@@ -39,7 +42,9 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
     shutdownGraceMs: grace
       ? parseInteger(grace.value, 0, 3_600_000, grace.source, problems)
       : CONFIG_DEFAULTS.shutdownGraceMs,
+    domains: domains ? domains.value.split(",").map((domain) => domain.trim()) : [...DEFAULT_DOMAINS],
   };
+  if (domains) checkDomains(config.domains ?? [], domains.source, problems);
   if (host && host.value.trim() === "") problems.add(host.source, "must not be empty");
   if (db && db.value.trim() === "") problems.add(db.source, "must not be empty");
   problems.throwIfAny();
