@@ -7,7 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { startServer } from "../src/server/server.js";
+import { populate } from "./fixture.js";
 import { grpcThroughputBench } from "./grpc-throughput.js";
+import { selectInProcessBench } from "./select-in-process.js";
 
 const dir = mkdtempSync(join(tmpdir(), "clusterplane-bench-"));
 const server = await startServer(
@@ -15,7 +17,9 @@ const server = await startServer(
   pino({ level: "silent" }),
 );
 try {
-  await grpcThroughputBench(server);
+  const fixture = populate(server.stores);
+  selectInProcessBench(server.stores);
+  await grpcThroughputBench(server, fixture);
 } finally {
   await server.close();
   rmSync(dir, { recursive: true, force: true });

@@ -34,12 +34,13 @@ export function scopeOf(key: Pick<AssignmentKey, "domain" | "workflow" | "launch
  * project-domain, project. The resolution order of execution cluster labels.
  */
 export function resolutionOrder(key: AssignmentKey): AssignmentKey[] {
+  const { org, project, domain, workflow, launchPlan } = key;
+  // Plain literals rather than spreads: this runs on every SelectCluster.
   const order: AssignmentKey[] = [];
-  const base = { org: key.org, project: key.project };
-  if (key.domain !== "" && key.launchPlan !== "") order.push({ ...base, domain: key.domain, workflow: "", launchPlan: key.launchPlan });
-  if (key.domain !== "" && key.workflow !== "") order.push({ ...base, domain: key.domain, workflow: key.workflow, launchPlan: "" });
-  if (key.domain !== "") order.push({ ...base, domain: key.domain, workflow: "", launchPlan: "" });
-  order.push({ ...base, domain: "", workflow: "", launchPlan: "" });
+  if (domain !== "" && launchPlan !== "") order.push({ org, project, domain, workflow: "", launchPlan });
+  if (domain !== "" && workflow !== "") order.push({ org, project, domain, workflow, launchPlan: "" });
+  if (domain !== "") order.push({ org, project, domain, workflow: "", launchPlan: "" });
+  order.push({ org, project, domain: "", workflow: "", launchPlan: "" });
   return order;
 }
 
