@@ -8,6 +8,17 @@ export type ClusterAuth =
   | { kind: "bearer_token_file"; tokenPath: string; caCertPath: string }
   | { kind: "in_cluster" };
 
+/** The outcome of the cluster-sync loop on one cluster. */
+export interface SyncStatus {
+  lastAttemptTime: Date | null;
+  lastSuccessTime: Date | null;
+  objectsApplied: number;
+  objectsUnchanged: number;
+  objectsFailed: number;
+  consecutiveFailures: number;
+  lastError: string;
+}
+
 export interface Cluster {
   org: string;
   name: string;
@@ -19,6 +30,8 @@ export interface Cluster {
   createTime: Date;
   updateTime: Date;
   etag: string;
+  /** Null until the sync loop has tried the cluster. */
+  sync: SyncStatus | null;
 }
 
 /** The fields an operator may change after registration; the pool is not among them. */

@@ -147,6 +147,7 @@ function routable(cluster: Cluster): RoutableCluster {
   let ineligibleBecause = "";
   if (!cluster.enabled) ineligibleBecause = "disabled";
   else if (cluster.state === "DRAINED") ineligibleBecause = "drained";
+  else if (cluster.sync && cluster.sync.consecutiveFailures > 0) ineligibleBecause = `failing sync (${cluster.sync.lastError})`;
   return {
     org: cluster.org,
     name: cluster.name,

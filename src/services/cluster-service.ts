@@ -5,6 +5,7 @@ import {
   ClusterSchema,
   ClusterService,
   ClusterState as ClusterStateEnum,
+  SyncHealth,
   type Cluster as ClusterMessage,
   type ClusterAuth as ClusterAuthMessage,
 } from "../../gen/clusterplane/v1/cluster_pb.js";
@@ -152,8 +153,25 @@ export function toMessage(cluster: Cluster): ClusterMessage {
     enabled: cluster.enabled,
     auth: toAuthMessage(cluster.auth),
     state: ClusterStateEnum[cluster.state],
+    syncStatus: toSyncStatusMessage(cluster),
     createTime: toTimestamp(cluster.createTime),
     updateTime: toTimestamp(cluster.updateTime),
     etag: cluster.etag,
   });
+}
+
+function toSyncStatusMessage({ enabled, sync }: Cluster) {
+  let health = SyncHealth.UNSPECIFIED;
+  if (!enabled) health = SyncHealth.DISABLED;
+  else if (sync) health = sync.consecutiveFailures > 0 ? SyncHealth.FAILING : SyncHealth.HEALTHY;
+  return {
+    health,
+    lastAttemptTime: sync?.lastAttemptTime ? toTimestamp(sync.lastAttemptTime) : undefined,
+    lastSuccessTime: sync?.lastSuccessTime ? toTimestamp(sync.lastSuccessTime) : undefined,
+    objectsApplied: sync?.objectsApplied ?? 0,
+    objectsUnchanged: sync?.objectsUnchanged ?? 0,
+    objectsFailed: sync?.objectsFailed ?? 0,
+    consecutiveFailures: sync?.consecutiveFailures ?? 0,
+    lastError: sync?.lastError ?? "",
+  };
 }

@@ -6,6 +6,13 @@ import { nextUpdateTime, type ClusterPoolRepository, type Page } from "./cluster
 import type { ChangeFeed } from "./changes.js";
 import type { Db } from "./database.js";
 import type { QueueRepository } from "./queue-repository.js";
+import { toStatus } from "./sync-repository.js";
+
+/** Clusters with their sync status, which lives in its own table (written by the sync loop). */
+const SELECT_CLUSTERS = `
+  SELECT c.*, s.last_attempt_time, s.last_success_time, s.objects_applied, s.objects_unchanged,
+         s.objects_failed, s.consecutive_failures, s.last_error
+  FROM clusters c LEFT JOIN cluster_sync_status s ON s.org = c.org AND s.cluster = c.name`;
 
 interface ClusterRow {
   org: string;
@@ -20,6 +27,13 @@ interface ClusterRow {
   create_time: number;
   update_time: number;
   version: number;
+  last_attempt_time: number | null;
+  last_success_time: number | null;
+  objects_applied: number | null;
+  objects_unchanged: number | null;
+  objects_failed: number | null;
+  consecutive_failures: number | null;
+  last_error: string | null;
 }
 
 export interface NewCluster {
@@ -92,12 +106,12 @@ export class ClusterRepository {
   list(org: string, filter: ClusterFilter, page: PageRequest): Page<Cluster> {
     const rows = this.db
       .prepare(
-        `SELECT * FROM clusters
-         WHERE org = @org AND name > @after
-           AND (@pool = '' OR pool = @pool)
-           AND (@enabled IS NULL OR enabled = @enabled)
-           AND (@state = '' OR state = @state)
-         ORDER BY name LIMIT @limit`,
+        `${SELECT_CLUSTERS}
+         WHERE c.org = @org AND c.name > @after
+           AND (@pool = '' OR c.pool = @pool)
+           AND (@enabled IS NULL OR c.enabled = @enabled)
+           AND (@state = '' OR c.state = @state)
+         ORDER BY c.name LIMIT @limit`,
       )
       .all({
         org,
@@ -128,6 +142,10 @@ export class ClusterRepository {
         )
         .run({ org, name, endpoint: next.endpoint, enabled: next.enabled ? 1 : 0, now: nextUpdateTime(current),
           ...authColumns(next.auth) });
+      if (next.endpoint !== current.endpoint || JSON.stringify(next.auth) !== JSON.stringify(current.auth)) {
+        // Another endpoint or identity may be another cluster: apply everything again.
+        this.db.prepare("DELETE FROM sync_applied WHERE org = ? AND cluster = ?").run(org, name);
+      }
       return this.get(org, name);
     })();
     this.announce(org, name);
@@ -168,7 +186,7 @@ export class ClusterRepository {
 
   /** Every cluster of every organization, for the routing index and the sync loop. */
   all(): Cluster[] {
-    return (this.db.prepare("SELECT * FROM clusters ORDER BY org, name").all() as ClusterRow[]).map(toCluster);
+    return (this.db.prepare(`${SELECT_CLUSTERS} ORDER BY c.org, c.name`).all() as ClusterRow[]).map(toCluster);
   }
 
   find(org: string, name: string): Cluster | undefined {
@@ -195,7 +213,7 @@ export class ClusterRepository {
   }
 
   private findRow(org: string, name: string): ClusterRow | undefined {
-    return this.db.prepare("SELECT * FROM clusters WHERE org = ? AND name = ?").get(org, name) as ClusterRow | undefined;
+    return this.db.prepare(`${SELECT_CLUSTERS} WHERE c.org = ? AND c.name = ?`).get(org, name) as ClusterRow | undefined;
   }
 }
 
@@ -235,5 +253,6 @@ function toCluster(row: ClusterRow): Cluster {
     createTime: new Date(row.create_time),
     updateTime: new Date(row.update_time),
     etag: makeEtag(row.version, row.update_time),
+    sync: row.consecutive_failures === null ? null : toStatus(row as Parameters<typeof toStatus>[0]),
   };
 }

@@ -123,4 +123,34 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 3,
+    description: "cluster sync: applied object hashes and per-cluster status",
+    sql: `
+      -- What was last applied to each cluster, so an unchanged object costs no request.
+      CREATE TABLE sync_applied (
+        org         TEXT    NOT NULL,
+        cluster     TEXT    NOT NULL,
+        object_key  TEXT    NOT NULL,
+        hash        TEXT    NOT NULL,
+        applied_at  INTEGER NOT NULL,
+        PRIMARY KEY (org, cluster, object_key),
+        FOREIGN KEY (org, cluster) REFERENCES clusters (org, name) ON DELETE CASCADE
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE cluster_sync_status (
+        org                   TEXT    NOT NULL,
+        cluster               TEXT    NOT NULL,
+        last_attempt_time     INTEGER,
+        last_success_time     INTEGER,
+        objects_applied       INTEGER NOT NULL,
+        objects_unchanged     INTEGER NOT NULL,
+        objects_failed        INTEGER NOT NULL,
+        consecutive_failures  INTEGER NOT NULL,
+        last_error            TEXT    NOT NULL,
+        PRIMARY KEY (org, cluster),
+        FOREIGN KEY (org, cluster) REFERENCES clusters (org, name) ON DELETE CASCADE
+      ) STRICT;
+    `,
+  },
 ];

@@ -9,6 +9,7 @@ import { ClusterRepository } from "./cluster-repository.js";
 import { openDatabase, type Db } from "./database.js";
 import { ProjectRepository } from "./project-repository.js";
 import { QueueRepository } from "./queue-repository.js";
+import { SyncRepository } from "./sync-repository.js";
 
 /** Every repository over one database, the configured domains, and the feed of their changes. */
 export interface Stores {
@@ -21,6 +22,7 @@ export interface Stores {
   projects: ProjectRepository;
   labels: ClusterLabelRepository;
   assignments: AssignmentRepository;
+  sync: SyncRepository;
 }
 
 export interface StoreOptions {
@@ -57,5 +59,6 @@ export function openStores(options: StoreOptions): Stores {
     projects,
     labels,
     assignments,
+    sync: new SyncRepository(db, changes),
   };
 }

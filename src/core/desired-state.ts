@@ -1,0 +1,106 @@
+import { createHash } from "node:crypto";
+import { checkResourceName } from "./names.js";
+import { renderObjects, renderText, TemplateError, type KubeObject } from "./template.js";
+
+/** How every project-domain is provisioned on every cluster. */
+export interface ProvisioningSpec {
+  /** Namespace name template; `{{ project }}-{{ domain }}` by default. */
+  namespaceTemplate: string;
+  serviceAccount: {
+    name: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+  };
+  /** Variables for every project-domain. */
+  templateData: Record<string, string>;
+  /** Per-domain variables, overriding templateData. */
+  domainData: Record<string, Record<string, string>>;
+  /** Extra objects per project-domain: file name → multi-document YAML template. */
+  templates: { source: string; text: string }[];
+}
+
+export const DEFAULT_PROVISIONING: ProvisioningSpec = {
+  namespaceTemplate: "{{ project }}-{{ domain }}",
+  serviceAccount: { name: "default", labels: {}, annotations: {} },
+  templateData: {},
+  domainData: {},
+  templates: [],
+};
+
+/** One object a cluster should have, with a hash of exactly what would be applied. */
+export interface DesiredObject {
+  /** Stable identity: apiVersion/kind/namespace/name. */
+  key: string;
+  namespace: string;
+  object: KubeObject;
+  hash: string;
+}
+
+export interface ProjectDomain {
+  project: string;
+  domain: string;
+}
+
+/** Objects that land in a namespace; everything else a template yields is cluster-scoped. */
+const CLUSTER_SCOPED_KINDS = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "StorageClass"]);
+
+/**
+ * The objects one project-domain needs on every cluster: its namespace, its service account, then
+ * every templated object, namespaced ones placed in the project-domain's namespace. Throws a
+ * TemplateError saying which template and variable are wrong.
+ */
+export function desiredObjects(spec: ProvisioningSpec, target: ProjectDomain): DesiredObject[] {
+  const base = { ...spec.templateData, ...spec.domainData[target.domain], project: target.project, domain: target.domain };
+  const namespace = renderText(spec.namespaceTemplate, base, "namespace template");
+  const problem = checkResourceName(namespace);
+  if (problem) throw new TemplateError(`namespace template gives "${namespace}" for ${target.project}/${target.domain}: ${problem}`);
+  const variables = { ...base, namespace };
+  const label = `${target.project}/${target.domain}`;
+
+  const objects: KubeObject[] = [
+    { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace, labels: { "clusterplane.io/project": target.project, "clusterplane.io/domain": target.domain } } },
+    {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: {
+        name: spec.serviceAccount.name,
+        namespace,
+        labels: renderMap(spec.serviceAccount.labels, variables, `service account labels for ${label}`),
+        annotations: renderMap(spec.serviceAccount.annotations, variables, `service account annotations for ${label}`),
+      },
+    },
+  ];
+  for (const template of spec.templates) {
+    for (const object of renderObjects(template.text, variables, template.source)) {
+      if (!CLUSTER_SCOPED_KINDS.has(object.kind)) object.metadata = { ...object.metadata, namespace };
+      objects.push(object);
+    }
+  }
+  return objects.map((object) => toDesired(object));
+}
+
+function renderMap(map: Record<string, string>, variables: Record<string, string>, source: string): Record<string, string> {
+  return Object.fromEntries(Object.entries(map).map(([key, value]) => [key, renderText(value, variables, source)]));
+}
+
+function toDesired(object: KubeObject): DesiredObject {
+  const namespace = object.metadata.namespace ?? "";
+  return {
+    key: `${object.apiVersion}/${object.kind}/${namespace}/${object.metadata.name}`,
+    namespace,
+    object,
+    hash: createHash("sha256").update(canonicalJson(object)).digest("base64url"),
+  };
+}
+
+/** JSON with object keys sorted, so equal objects always hash alike. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
