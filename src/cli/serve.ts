@@ -16,6 +16,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     return;
   }
   const server = await startServer(config, logger);
+  if (!config.sync?.enabled) logger.info({}, "cluster sync is off in this process");
   logger.info(
     { url: server.url, database: config.databasePath },
     `clusterplane listening on ${server.url} (gRPC, gRPC-Web and Connect)`,

@@ -96,7 +96,8 @@ export class RoutingIndex {
   private apply(change: Change): void {
     const { stores } = this;
     switch (change.kind) {
-      case "cluster": {
+      case "cluster":
+      case "cluster-sync": {
         const cluster = stores.clusters.find(change.org, change.name);
         setOrDelete(this.clusters, key(change.org, change.name), cluster && routable(cluster));
         this.eligibleByOrg.delete(change.org);

@@ -1,4 +1,7 @@
-import { Violations } from "../core/errors.js";
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { DomainError, Violations } from "../core/errors.js";
+import { DEFAULT_SYNC_SETTINGS, parseSyncSettings, type SyncSettings } from "../sync/sync-settings.js";
 import { checkDomains, DEFAULT_DOMAINS } from "../core/project.js";
 import type { ServerConfig } from "./server.js";
 
@@ -9,6 +12,9 @@ export interface ServeFlags {
   db?: string;
   shutdownGraceMs?: string;
   domains?: string;
+  syncConfig?: string;
+  /** commander's `--no-sync` sets this to false. */
+  sync?: boolean;
 }
 
 export const CONFIG_DEFAULTS = {
@@ -34,6 +40,8 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
   const db = pick(flags.db, "db") ?? fromEnv("CLUSTERPLANE_DB");
   const grace = pick(flags.shutdownGraceMs, "shutdown-grace-ms") ?? fromEnv("CLUSTERPLANE_SHUTDOWN_GRACE_MS");
   const domains = pick(flags.domains, "domains") ?? fromEnv("CLUSTERPLANE_DOMAINS");
+  const syncConfig = pick(flags.syncConfig, "sync-config") ?? fromEnv("CLUSTERPLANE_SYNC_CONFIG");
+  const syncSwitch = flags.sync === false ? { value: "off", source: "--no-sync" } : fromEnv("CLUSTERPLANE_SYNC");
 
   const config: ServerConfig = {
     host: host?.value ?? CONFIG_DEFAULTS.host,
@@ -45,6 +53,11 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
     domains: domains ? domains.value.split(",").map((domain) => domain.trim()) : [...DEFAULT_DOMAINS],
   };
   if (domains) checkDomains(config.domains ?? [], domains.source, problems);
+  config.sync = loadSyncSettings(syncConfig, problems, env);
+  if (syncSwitch) {
+    if (!["on", "off", "true", "false"].includes(syncSwitch.value)) problems.add(syncSwitch.source, `"${syncSwitch.value}" must be on or off`);
+    else if (syncSwitch.value === "off" || syncSwitch.value === "false") config.sync = { ...config.sync, enabled: false };
+  }
   if (host && host.value.trim() === "") problems.add(host.source, "must not be empty");
   if (db && db.value.trim() === "") problems.add(db.source, "must not be empty");
   problems.throwIfAny();
@@ -58,4 +71,23 @@ function parseInteger(text: string, min: number, max: number, source: string, pr
     return min;
   }
   return value;
+}
+
+/** The sync settings: defaults, or the YAML file named by --sync-config. */
+function loadSyncSettings(file: { value: string; source: string } | undefined, problems: Violations, env: NodeJS.ProcessEnv): SyncSettings {
+  if (!file) return DEFAULT_SYNC_SETTINGS;
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(file.value, "utf8"));
+  } catch (error) {
+    problems.add(file.source, `cannot read ${file.value}: ${(error as Error).message}`);
+    return DEFAULT_SYNC_SETTINGS;
+  }
+  try {
+    return parseSyncSettings(raw, file.value, env);
+  } catch (error) {
+    if (!(error instanceof DomainError)) throw error;
+    for (const violation of error.violations) problems.add(violation.field, violation.description);
+    return DEFAULT_SYNC_SETTINGS;
+  }
 }

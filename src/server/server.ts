@@ -11,6 +11,8 @@ import { domainErrors } from "../services/errors.js";
 import { registerServices } from "../services/index.js";
 import { RoutingIndex } from "../routing/routing-index.js";
 import { openStores, type Stores } from "../store/stores.js";
+import { SyncLoop } from "../sync/sync-loop.js";
+import type { SyncSettings } from "../sync/sync-settings.js";
 import type { ClusterPoolConfig } from "../core/cluster-pool.js";
 import { HealthStatus, registerHealth } from "./health.js";
 import { loggingInterceptor, type Logger } from "./logging.js";
@@ -30,6 +32,8 @@ export interface ServerConfig {
   defaultPoolConfig?: ClusterPoolConfig;
   /** The domains every project is provisioned for; development, staging, production by default. */
   domains?: readonly string[];
+  /** The cluster-sync loop; it runs in the server process unless disabled. */
+  sync?: SyncSettings;
 }
 
 export interface RunningServer {
@@ -39,6 +43,8 @@ export interface RunningServer {
   url: string;
   stores: Stores;
   health: HealthStatus;
+  /** The running sync loop, or null when sync is off. */
+  sync: SyncLoop | null;
   /** Graceful shutdown: stop accepting, finish in-flight calls, close the database. */
   close(): Promise<void>;
 }
@@ -60,6 +66,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     domains: config.domains,
   });
   const routing = new RoutingIndex(stores);
+  const sync = config.sync?.enabled ? new SyncLoop(stores, config.sync, logger) : null;
   const health = new HealthStatus();
   const routes = (router: ConnectRouter) => {
     registerServices(router, stores, routing);
@@ -79,6 +86,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     stores.db.close();
     throw error;
   }
+  sync?.start();
   const host = address.address.includes(":") ? `[${address.address}]` : address.address;
   let closing: Promise<void> | undefined;
   return {
@@ -87,10 +95,12 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     url: `http://${host}:${address.port}`,
     stores,
     health,
+    sync,
     close() {
       closing ??= (async () => {
         health.shutdown();
         await transport.close(config.shutdownGraceMs);
+        await sync?.stop();
         routing.close();
         stores.db.close();
       })();

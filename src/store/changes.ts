@@ -4,6 +4,8 @@
  */
 export type Change =
   | { kind: "cluster"; org: string; name: string }
+  /** The sync loop's verdict on a cluster changed (routing eligibility may follow). */
+  | { kind: "cluster-sync"; org: string; name: string }
   | { kind: "queue"; org: string; name: string }
   | { kind: "project"; org: string; id: string }
   | { kind: "label"; org: string; name: string }

@@ -72,7 +72,7 @@ export class SyncRepository {
         lastError: status.lastError,
       });
     if ((before?.consecutiveFailures ?? 0) > 0 !== status.consecutiveFailures > 0) {
-      this.changes.publish({ kind: "cluster", org, name: cluster });
+      this.changes.publish({ kind: "cluster-sync", org, name: cluster });
     }
   }
 }

@@ -1,0 +1,63 @@
+import { canonicalJson, desiredObjects, type DesiredObject, type ProvisioningSpec } from "../core/desired-state.js";
+import type { ProjectRepository } from "../store/project-repository.js";
+
+/** What every cluster of an organization should have, plus the project-domains that could not be rendered. */
+export interface DesiredState {
+  objects: DesiredObject[];
+  errors: string[];
+}
+
+/**
+ * The desired state per organization, computed once and shared by every cluster's pass until a
+ * project or the provisioning spec changes.
+ */
+export class DesiredStateCache {
+  private byOrg = new Map<string, DesiredState>();
+  private specFingerprint = "";
+
+  constructor(
+    private readonly projects: ProjectRepository,
+    private readonly domains: readonly string[],
+  ) {}
+
+  /** Adopts a freshly loaded spec; returns true when it differs from the one in use. */
+  useSpec(spec: ProvisioningSpec): boolean {
+    const fingerprint = canonicalJson(spec);
+    if (fingerprint === this.specFingerprint) return false;
+    this.specFingerprint = fingerprint;
+    this.spec = spec;
+    this.invalidate();
+    return true;
+  }
+
+  invalidate(): void {
+    this.byOrg.clear();
+  }
+
+  forOrg(org: string): DesiredState {
+    let state = this.byOrg.get(org);
+    if (!state) {
+      state = this.compute(org);
+      this.byOrg.set(org, state);
+    }
+    return state;
+  }
+
+  private spec: ProvisioningSpec | null = null;
+
+  private compute(org: string): DesiredState {
+    const state: DesiredState = { objects: [], errors: [] };
+    if (!this.spec) return state;
+    for (const project of this.projects.allInState("ACTIVE")) {
+      if (project.org !== org) continue;
+      for (const domain of this.domains) {
+        try {
+          state.objects.push(...desiredObjects(this.spec, { project: project.id, domain }));
+        } catch (error) {
+          state.errors.push((error as Error).message);
+        }
+      }
+    }
+    return state;
+  }
+}

@@ -1,0 +1,136 @@
+import { readFileSync } from "node:fs";
+import https from "node:https";
+import {
+  ApiException,
+  createConfiguration,
+  KubernetesObjectApi,
+  PatchStrategy,
+  ServerConfiguration,
+  type RequestContext,
+} from "@kubernetes/client-node";
+import type { ClusterAuth } from "../core/cluster.js";
+import type { KubeObject } from "../core/template.js";
+
+export const FIELD_MANAGER = "clusterplane";
+
+const IN_CLUSTER_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/** What a connection is made of; read from files on every pass so rotated credentials are used. */
+export interface Credentials {
+  endpoint: string;
+  token: string;
+  caPem: string;
+}
+
+/** Reads a cluster's credentials. Token files often end with a newline, which must not reach the header. */
+export function readCredentials(endpoint: string, auth: ClusterAuth, env: NodeJS.ProcessEnv = process.env): Credentials {
+  if (auth.kind === "bearer_token_file") {
+    return {
+      endpoint,
+      token: readFileSync(auth.tokenPath, "utf8").trim(),
+      caPem: readFileSync(auth.caCertPath, "utf8"),
+    };
+  }
+  const host = env.KUBERNETES_SERVICE_HOST;
+  const port = env.KUBERNETES_SERVICE_PORT ?? "443";
+  const inClusterEndpoint = endpoint || (host ? `https://${host.includes(":") ? `[${host}]` : host}:${port}` : "");
+  if (!inClusterEndpoint) throw new Error("in-cluster auth needs KUBERNETES_SERVICE_HOST, or an endpoint on the cluster");
+  return {
+    endpoint: inClusterEndpoint,
+    token: readFileSync(`${IN_CLUSTER_DIR}/token`, "utf8").trim(),
+    caPem: readFileSync(`${IN_CLUSTER_DIR}/ca.crt`, "utf8"),
+  };
+}
+
+/**
+ * A server-side-apply client for one cluster. One keep-alive agent per connection (client-node's
+ * own KubeConfig authentication builds a new agent, and so a new TLS handshake, per request), the
+ * CA always verified, and a timeout on every request.
+ */
+export class KubeConnection {
+  private readonly agent: https.Agent;
+  private readonly api: KubernetesObjectApi;
+
+  constructor(
+    readonly credentials: Credentials,
+    options: { requestTimeoutMs: number; maxSockets: number },
+  ) {
+    this.agent = new https.Agent({
+      keepAlive: true,
+      maxSockets: options.maxSockets,
+      ca: credentials.caPem,
+      rejectUnauthorized: true,
+    });
+    const authorization = `Bearer ${credentials.token}`;
+    const agent = this.agent;
+    const configuration = createConfiguration({
+      baseServer: new ServerConfiguration(credentials.endpoint.replace(/\/+$/, ""), {}),
+      authMethods: {
+        default: {
+          getName: () => "clusterplane bearer token",
+          applySecurityAuthentication: async (context: RequestContext) => {
+            context.setHeaderParam("Authorization", authorization);
+            context.setAgent(agent);
+          },
+        },
+      },
+      promiseMiddleware: [
+        {
+          pre: async (context: RequestContext) => {
+            context.setSignal(AbortSignal.timeout(options.requestTimeoutMs));
+            return context;
+          },
+          post: async (response) => response,
+        },
+      ],
+    });
+    this.api = new KubernetesObjectApi(configuration);
+  }
+
+  /** Server-side apply with field manager `clusterplane`, taking ownership of conflicting fields. */
+  async apply(object: KubeObject): Promise<void> {
+    await this.api.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+/** Whether an error condemns the whole cluster pass (unreachable, unauthorized, overloaded) or one object. */
+export interface ApplyFailure {
+  scope: "cluster" | "object";
+  message: string;
+}
+
+export function describeFailure(error: unknown, requestTimeoutMs: number): ApplyFailure {
+  if (error instanceof ApiException) {
+    const status = parseStatus(error.body);
+    const message = `${error.code} ${status.reason || "error"}: ${status.message || "no message"}`;
+    const clusterWide = error.code === 401 || error.code === 429 || error.code >= 500;
+    return { scope: clusterWide ? "cluster" : "object", message };
+  }
+  return { scope: "cluster", message: transportMessage(error, requestTimeoutMs) };
+}
+
+function parseStatus(body: unknown): { reason: string; message: string } {
+  try {
+    const status = (typeof body === "string" ? JSON.parse(body) : body) as { reason?: string; message?: string };
+    return { reason: status?.reason ?? "", message: status?.message ?? "" };
+  } catch {
+    return { reason: "", message: String(body).slice(0, 200) };
+  }
+}
+
+function transportMessage(error: unknown, requestTimeoutMs: number): string {
+  const chain: { name?: string; code?: string; message?: string }[] = [];
+  for (let e = error as { cause?: unknown } | undefined; e && chain.length < 5; e = e.cause as typeof e) chain.push(e as never);
+  if (chain.some((e) => e.name === "AbortError" || e.name === "TimeoutError" || e.code === "ABORT_ERR")) {
+    return `no answer within ${requestTimeoutMs} ms`;
+  }
+  const code = chain.map((e) => e.code).find((c) => typeof c === "string" && c !== "");
+  const message = chain.map((e) => e.message).find(Boolean) ?? String(error);
+  if (code === "ECONNREFUSED") return `connection refused: ${message}`;
+  if (code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return `TLS verification failed (${code}): check the CA certificate file`;
+  return code ? `${code}: ${message}` : message;
+}
