@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadProvisioning, parseSyncSettings, DEFAULT_SYNC_SETTINGS } from "../../src/sync/sync-settings.js";
+
+describe("sync settings", () => {
+  it("defaults when nothing is configured", () => {
+    expect(parseSyncSettings(undefined, "sync")).toEqual(DEFAULT_SYNC_SETTINGS);
+  });
+
+  it("reads flyteadmin-style keys: templatePath, templateData (value, env, file) and customData", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sync-settings-"));
+    writeFileSync(join(dir, "account"), "123456789012\n");
+    const settings = parseSyncSettings(
+      {
+        interval: "30s",
+        fullResyncInterval: "5m",
+        concurrency: 4,
+        templatePath: dir,
+        serviceAccount: { annotations: { "eks.amazonaws.com/role-arn": "arn:aws:iam::{{ account }}:role/{{ role }}" } },
+        templateData: { role: { value: "flyte-dataplane" }, account: { valueFrom: { filePath: join(dir, "account") } }, region: { valueFrom: { env: "REGION" } } },
+        customData: { production: { role: "flyte-prod" } },
+      },
+      "sync",
+      { REGION: "us-east-1" },
+    );
+    expect(settings).toMatchObject({ intervalMs: 30_000, fullResyncIntervalMs: 300_000, concurrency: 4, templatePath: dir });
+    expect(settings.provisioning.templateData).toEqual({ role: "flyte-dataplane", account: "123456789012", region: "us-east-1" });
+    expect(settings.provisioning.domainData).toEqual({ production: { role: "flyte-prod" } });
+  });
+
+  it("names every wrong key and why", () => {
+    expect(() =>
+      parseSyncSettings({ interval: "soon", concurrency: 0, templateData: { x: { valueFrom: { env: "MISSING" } } } }, "sync", {}),
+    ).toThrow(/sync\.interval: "soon" must be a positive duration.*sync\.concurrency: 0 must be a whole number.*sync\.templateData\.x/);
+  });
+
+  it("reads *.yaml and *.yml templates of the directory in name order", () => {
+    const dir = mkdtempSync(join(tmpdir(), "templates-"));
+    writeFileSync(join(dir, "b.yml"), "b");
+    writeFileSync(join(dir, "a.yaml"), "a");
+    writeFileSync(join(dir, "notes.txt"), "ignored");
+    const spec = loadProvisioning({ ...DEFAULT_SYNC_SETTINGS, templatePath: dir });
+    expect(spec.templates).toEqual([{ source: "a.yaml", text: "a" }, { source: "b.yml", text: "b" }]);
+  });
+});
