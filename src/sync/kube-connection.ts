@@ -89,6 +89,16 @@ export class KubeConnection {
 
   /** Server-side apply with field manager `clusterplane`, taking ownership of conflicting fields. */
   async apply(object: KubeObject): Promise<void> {
+    try {
+      await this.patch(object);
+    } catch (error) {
+      // A kept-alive connection the server has since closed fails once; apply is idempotent, so retry.
+      if (!isStaleConnection(error)) throw error;
+      await this.patch(object);
+    }
+  }
+
+  private async patch(object: KubeObject): Promise<void> {
     await this.api.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
   }
 
@@ -113,6 +123,16 @@ export function describeFailure(error: unknown, requestTimeoutMs: number): Apply
   return { scope: "cluster", message: transportMessage(error, requestTimeoutMs) };
 }
 
+function errorChain(error: unknown): { name?: string; code?: string; message?: string }[] {
+  const chain: { name?: string; code?: string; message?: string }[] = [];
+  for (let e = error as { cause?: unknown } | undefined; e && chain.length < 5; e = e.cause as typeof e) chain.push(e as never);
+  return chain;
+}
+
+function isStaleConnection(error: unknown): boolean {
+  return !(error instanceof ApiException) && errorChain(error).some((e) => e.code === "ECONNRESET" || e.code === "EPIPE");
+}
+
 function parseStatus(body: unknown): { reason: string; message: string } {
   try {
     const status = (typeof body === "string" ? JSON.parse(body) : body) as { reason?: string; message?: string };
@@ -123,8 +143,7 @@ function parseStatus(body: unknown): { reason: string; message: string } {
 }
 
 function transportMessage(error: unknown, requestTimeoutMs: number): string {
-  const chain: { name?: string; code?: string; message?: string }[] = [];
-  for (let e = error as { cause?: unknown } | undefined; e && chain.length < 5; e = e.cause as typeof e) chain.push(e as never);
+  const chain = errorChain(error);
   if (chain.some((e) => e.name === "AbortError" || e.name === "TimeoutError" || e.code === "ABORT_ERR")) {
     return `no answer within ${requestTimeoutMs} ms`;
   }

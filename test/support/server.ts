@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
-import { startServer, type RunningServer } from "../../src/server/server.js";
+import { startServer, type RunningServer, type ServerConfig } from "../../src/server/server.js";
 
 export interface TestServer extends RunningServer {
   dir: string;
@@ -10,12 +10,12 @@ export interface TestServer extends RunningServer {
   stop(): Promise<void>;
 }
 
-/** A real server on a free loopback port with a fresh SQLite file. */
-export async function startTestServer(): Promise<TestServer> {
+/** A real server on a free loopback port with a fresh SQLite file; the sync loop is off unless configured. */
+export async function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "clusterplane-e2e-"));
   const server = await startServer(
-    { host: "127.0.0.1", port: 0, databasePath: join(dir, "clusterplane.db"), shutdownGraceMs: 2_000 },
-    pino({ level: "silent" }),
+    { host: "127.0.0.1", port: 0, databasePath: join(dir, "clusterplane.db"), shutdownGraceMs: 2_000, ...overrides },
+    pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
   );
   return {
     ...server,

@@ -1,0 +1,98 @@
+import forge from "node-forge";
+
+/**
+ * A throwaway PKI for tests: a self-signed CA and a server certificate it
+ * signed for 127.0.0.1 / localhost. Key generation is the slow part (tens of
+ * milliseconds with node-forge's native path), so each named PKI is made once
+ * per process and cached.
+ */
+export interface TestPki {
+  /** PEM of the self-signed CA certificate: what a client trusts. */
+  caCertPem: string;
+  caKeyPem: string;
+  /** PEM of the server certificate (SAN: IP 127.0.0.1, DNS localhost). */
+  serverCertPem: string;
+  serverKeyPem: string;
+}
+
+const cache = new Map<string, TestPki>();
+
+/**
+ * The PKI called `name`, created on first use. Different names give unrelated
+ * CAs, which is how a test makes a server present a certificate the client's
+ * CA does not vouch for.
+ */
+export function testPki(name = "stand-in"): TestPki {
+  let pki = cache.get(name);
+  if (!pki) {
+    pki = createTestPki(name);
+    cache.set(name, pki);
+  }
+  return pki;
+}
+
+function createTestPki(name: string): TestPki {
+  const ca = createCa(`${name} test CA`);
+  const server = issueServerCertificate(ca, { commonName: `${name} apiserver`, ips: ["127.0.0.1"], dnsNames: ["localhost"] });
+  return {
+    caCertPem: forge.pki.certificateToPem(ca.cert),
+    caKeyPem: forge.pki.privateKeyToPem(ca.keys.privateKey),
+    serverCertPem: server.certPem,
+    serverKeyPem: server.keyPem,
+  };
+}
+
+interface Ca {
+  cert: forge.pki.Certificate;
+  keys: forge.pki.rsa.KeyPair;
+}
+
+function createCa(commonName: string): Ca {
+  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
+  const cert = baseCertificate(keys.publicKey, commonName);
+  cert.setIssuer(cert.subject.attributes);
+  cert.setExtensions([
+    { name: "basicConstraints", cA: true, critical: true },
+    { name: "keyUsage", keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: "subjectKeyIdentifier" },
+  ]);
+  cert.sign(keys.privateKey, forge.md.sha256.create());
+  return { cert, keys };
+}
+
+interface ServerCertificateRequest {
+  commonName: string;
+  ips: string[];
+  dnsNames: string[];
+}
+
+/** A leaf certificate for a TLS server, signed by `ca`. */
+function issueServerCertificate(ca: Ca, request: ServerCertificateRequest): { certPem: string; keyPem: string } {
+  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
+  const cert = baseCertificate(keys.publicKey, request.commonName);
+  cert.setIssuer(ca.cert.subject.attributes);
+  cert.setExtensions([
+    { name: "basicConstraints", cA: false },
+    { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: "extKeyUsage", serverAuth: true },
+    {
+      name: "subjectAltName",
+      // type 7 = iPAddress, type 2 = dNSName (RFC 5280 GeneralName tags).
+      altNames: [...request.ips.map((ip) => ({ type: 7, ip })), ...request.dnsNames.map((value) => ({ type: 2, value }))],
+    },
+  ]);
+  cert.sign(ca.keys.privateKey, forge.md.sha256.create());
+  return { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
+}
+
+function baseCertificate(publicKey: forge.pki.PublicKey, commonName: string): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = publicKey;
+  // A positive serial: a leading 0x00 byte keeps the DER integer unsigned.
+  cert.serialNumber = "00" + forge.util.bytesToHex(forge.random.getBytesSync(15));
+  // Backdated an hour so small clock differences never make it "not yet valid".
+  cert.validity.notBefore = new Date(Date.now() - 60 * 60 * 1000);
+  cert.validity.notAfter = new Date(Date.now() + 365 * 24 * 60 * 60 * 1000);
+  cert.setSubject([{ name: "commonName", value: commonName }]);
+  return cert;
+}

@@ -1,0 +1,176 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { ClusterService, SyncHealth } from "../../gen/clusterplane/v1/cluster_pb.js";
+import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
+import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
+import { DEFAULT_SYNC_SETTINGS, type SyncSettings } from "../../src/sync/sync-settings.js";
+import { StandInApiServer, type Fault } from "../support/kube/stand-in-apiserver.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { waitFor } from "../support/wait.js";
+
+const SPARK_TEMPLATE = `apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: spark
+  annotations:
+    clusterplane.io/team: "{{ project }}"
+    clusterplane.io/tier: "{{ tier }}"
+`;
+
+let server: TestServer;
+let apiA: StandInApiServer;
+let apiB: StandInApiServer;
+let templatesDir: string;
+let clusters: Client<typeof ClusterService>;
+let projects: Client<typeof ProjectService>;
+let routing: Client<typeof ExecutionClusterLabelService>;
+
+async function register(name: string, api: StandInApiServer): Promise<void> {
+  const credentials = api.writeCredentials(mkdtempSync(join(tmpdir(), `creds-${name}-`)));
+  await clusters.createCluster({
+    cluster: {
+      name,
+      endpoint: api.url,
+      auth: { method: { case: "bearerTokenFile", value: { tokenPath: credentials.tokenPath, caCertPath: credentials.caCertPath } } },
+    },
+  });
+}
+
+async function syncStatus(name: string) {
+  return (await clusters.getCluster({ name })).cluster!.syncStatus!;
+}
+
+/** Every project-domain namespace of `project` exists on `api`, with its service accounts. */
+function converged(api: StandInApiServer, project: string): boolean {
+  return ["development", "staging", "production"].every(
+    (domain) =>
+      api.getObject("namespaces", "", `${project}-${domain}`) !== undefined &&
+      api.getObject("serviceaccounts", `${project}-${domain}`, "spark") !== undefined,
+  );
+}
+
+beforeAll(async () => {
+  [apiA, apiB] = await Promise.all([StandInApiServer.start(), StandInApiServer.start()]);
+  templatesDir = mkdtempSync(join(tmpdir(), "templates-"));
+  writeFileSync(join(templatesDir, "spark.yaml"), SPARK_TEMPLATE);
+  const sync: SyncSettings = {
+    ...DEFAULT_SYNC_SETTINGS,
+    // Long periods: every pass in these tests is caused by a change, never by the clock.
+    intervalMs: 3_600_000,
+    fullResyncIntervalMs: 3_600_000,
+    requestTimeoutMs: 400,
+    initialBackoffMs: 50,
+    maxBackoffMs: 200,
+    templatePath: templatesDir,
+    provisioning: {
+      ...DEFAULT_SYNC_SETTINGS.provisioning,
+      serviceAccount: { name: "default", labels: {}, annotations: { "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/{{ domain }}" } },
+      templateData: { tier: "standard" },
+      domainData: { production: { tier: "critical" } },
+    },
+  };
+  server = await startTestServer({ sync });
+  const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" });
+  clusters = createClient(ClusterService, transport);
+  projects = createClient(ProjectService, transport);
+  routing = createClient(ExecutionClusterLabelService, transport);
+  await projects.createProject({ project: { id: "project1" } });
+  await projects.createProject({ project: { id: "team1" } });
+  await register("dataplane_1", apiA);
+  await register("dataplane_2", apiB);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await Promise.all([apiA?.stop(), apiB?.stop()]);
+});
+
+describe("the cluster-sync loop against two stand-in Kubernetes API servers", () => {
+  it("converges both clusters to every project-domain's namespace and service accounts", async () => {
+    await waitFor("both clusters converged", () => ["project1", "team1"].every((p) => converged(apiA, p) && converged(apiB, p)));
+    await server.sync!.idle();
+    const account = apiA.getObject("serviceaccounts", "team1-production", "default") as { metadata: { annotations: Record<string, string> } };
+    expect(account.metadata.annotations["eks.amazonaws.com/role-arn"]).toBe("arn:aws:iam::1:role/production");
+    const spark = apiB.getObject("serviceaccounts", "project1-production", "spark") as { metadata: { annotations: Record<string, string> } };
+    expect(spark.metadata.annotations).toEqual({ "clusterplane.io/team": "project1", "clusterplane.io/tier": "critical" });
+    const status = await syncStatus("dataplane_1");
+    expect(status.health).toBe(SyncHealth.HEALTHY);
+    expect(status.objectsFailed).toBe(0);
+    expect(status.lastSuccessTime).toBeDefined();
+  });
+
+  it("sends no writes on a second pass", async () => {
+    apiA.resetCounters();
+    apiB.resetCounters();
+    const reports = await server.sync!.runOnce();
+    expect(reports.map((r) => [r.cluster, r.applied, r.unchanged > 0])).toEqual([["dataplane_1", 0, true], ["dataplane_2", 0, true]]);
+    expect(apiA.writeCount + apiB.writeCount).toBe(0);
+  });
+
+  it("re-applies only what a template change changed", async () => {
+    apiA.resetCounters();
+    writeFileSync(join(templatesDir, "spark.yaml"), SPARK_TEMPLATE.replace("clusterplane.io/tier", "clusterplane.io/level"));
+    const reports = await server.sync!.runOnce();
+    // One spark service account per project-domain: 2 projects x 3 domains.
+    expect(reports.find((r) => r.cluster === "dataplane_1")!.applied).toBe(6);
+    expect(apiA.writeCount).toBe(6);
+    const spark = apiA.getObject("serviceaccounts", "team1-staging", "spark") as { metadata: { annotations: Record<string, string> } };
+    expect(spark.metadata.annotations).toEqual({ "clusterplane.io/team": "team1", "clusterplane.io/level": "standard" });
+  });
+
+  it("repairs drift on a full pass", async () => {
+    await server.sync!.runOnce(true);
+    expect(apiA.changeCount).toBeGreaterThanOrEqual(0);
+    apiA.resetCounters();
+    const reports = await server.sync!.runOnce(true);
+    // Everything is sent again, but nothing on the cluster changes.
+    expect(reports.find((r) => r.cluster === "dataplane_1")!.applied).toBe(18);
+    expect(apiA.changeCount).toBe(0);
+  });
+
+  it("syncs a newly registered project and a newly registered cluster without waiting for the interval", async () => {
+    await projects.createProject({ project: { id: "newcomer" } });
+    await waitFor("the new project on both clusters", () => converged(apiA, "newcomer") && converged(apiB, "newcomer"));
+    const apiC = await StandInApiServer.start();
+    try {
+      await register("dataplane_3", apiC);
+      await waitFor("the new cluster converged", () => ["project1", "team1", "newcomer"].every((p) => converged(apiC, p)));
+    } finally {
+      await clusters.drainCluster({ name: "dataplane_3" });
+      await clusters.deleteCluster({ name: "dataplane_3" });
+      await apiC.stop();
+    }
+  });
+
+  const faults: [string, Fault, RegExp][] = [
+    ["down", { kind: "down" }, /connection refused/],
+    ["answering 500", { kind: "error500" }, /500 InternalError/],
+    ["slow", { kind: "slow", delayMs: 1_500 }, /no answer within 400 ms/],
+    ["a black hole", { kind: "blackhole" }, /no answer within 400 ms/],
+    ["rejecting our token", { kind: "wrong-token" }, /401 Unauthorized/],
+    ["presenting another CA's certificate", { kind: "wrong-ca" }, /TLS verification failed/],
+  ];
+
+  it.each(faults)("keeps the other cluster converged while one is %s, reports it, and heals", async (_, fault, error) => {
+    await apiB.setFault(fault);
+    const project = `fault-${fault.kind}`;
+    await projects.createProject({ project: { id: project } });
+    await waitFor("the healthy cluster converged", () => converged(apiA, project));
+    await waitFor("the fault reported", async () => (await syncStatus("dataplane_2")).health === SyncHealth.FAILING);
+    const failing = await syncStatus("dataplane_2");
+    expect(failing.lastError).toMatch(error);
+    expect(failing.consecutiveFailures).toBeGreaterThan(0);
+    expect((await syncStatus("dataplane_1")).health).toBe(SyncHealth.HEALTHY);
+    // A cluster failing sync is not routed to.
+    const selection = await routing.selectCluster({ project, domain: "development", executionId: "e1" });
+    expect(selection.cluster).toBe("dataplane_1");
+
+    await apiB.clearFault();
+    await waitFor("the faulty cluster healed", async () => converged(apiB, project) && (await syncStatus("dataplane_2")).health === SyncHealth.HEALTHY, 15_000);
+    expect((await syncStatus("dataplane_2")).lastError).toBe("");
+  });
+});
