@@ -10,6 +10,7 @@ import { startServer } from "../src/server/server.js";
 import { populate } from "./fixture.js";
 import { grpcThroughputBench } from "./grpc-throughput.js";
 import { selectInProcessBench } from "./select-in-process.js";
+import { syncBench } from "./sync.js";
 
 const dir = mkdtempSync(join(tmpdir(), "clusterplane-bench-"));
 const server = await startServer(
@@ -24,3 +25,4 @@ try {
   await server.close();
   rmSync(dir, { recursive: true, force: true });
 }
+await syncBench();

@@ -16,6 +16,8 @@ export interface ClusterReport extends ClusterPassResult {
   org: string;
   cluster: string;
   durationMs: number;
+  /** `performance.now()` when the pass ended. */
+  finishedAtMs: number;
 }
 
 interface ClusterState {
@@ -47,6 +49,7 @@ export class SyncLoop {
   private stopped = false;
   /** Reports of passes, for `runOnce` and tests. */
   private onReport: ((report: ClusterReport) => void) | null = null;
+  private readonly passListeners = new Set<(report: ClusterReport) => void>();
 
   constructor(
     private readonly stores: Stores,
@@ -84,6 +87,12 @@ export class SyncLoop {
     await this.idle();
     this.onReport = null;
     return reports;
+  }
+
+  /** Calls `listener` after every cluster pass (metrics); returns the function that unsubscribes it. */
+  onPass(listener: (report: ClusterReport) => void): () => void {
+    this.passListeners.add(listener);
+    return () => this.passListeners.delete(listener);
   }
 
   /** Resolves when no cluster is running or due. */
@@ -249,7 +258,9 @@ export class SyncLoop {
       state.retry = setTimeout(() => this.retry(state), delay);
       this.logger.warn({ ...fields, error: result.error, retryInMs: delay }, "sync: cluster pass failed");
     }
-    this.onReport?.({ org: cluster.org, cluster: cluster.name, durationMs, ...result });
+    const report: ClusterReport = { org: cluster.org, cluster: cluster.name, durationMs, finishedAtMs: performance.now(), ...result };
+    this.onReport?.(report);
+    for (const listener of this.passListeners) listener(report);
   }
 
   private retry(state: ClusterState): void {
