@@ -44,6 +44,23 @@ export const DEFAULT_SYNC_SETTINGS: SyncSettings = {
 
 type Raw = Record<string, unknown>;
 
+const KNOWN_KEYS = [
+  "enabled",
+  "interval",
+  "refreshInterval",
+  "fullResyncInterval",
+  "concurrency",
+  "requestsPerCluster",
+  "requestTimeout",
+  "initialBackoff",
+  "maxBackoff",
+  "templatePath",
+  "namespaceTemplate",
+  "serviceAccount",
+  "templateData",
+  "customData",
+];
+
 /**
  * Reads the `sync` settings from a parsed YAML mapping (keys as in flyteadmin's cluster_resources
  * where they overlap: templatePath, templateData, customData). `source` prefixes every problem,
@@ -51,11 +68,16 @@ type Raw = Record<string, unknown>;
  */
 export function parseSyncSettings(raw: unknown, source: string, env: NodeJS.ProcessEnv = process.env): SyncSettings {
   const problems = new Violations();
-  const input = (isMapping(raw) ? raw : {}) as Raw;
+  const input = { ...(isMapping(raw) ? (raw as Raw) : {}) };
   if (raw !== undefined && raw !== null && !isMapping(raw)) problems.add(source, "must be a mapping");
   const settings = structuredClone(DEFAULT_SYNC_SETTINGS);
   const at = (key: string) => `${source}.${key}`;
 
+  for (const key of Object.keys(input)) {
+    if (!KNOWN_KEYS.includes(key)) problems.add(at(key), `unknown key; known keys are ${KNOWN_KEYS.join(", ")}`);
+  }
+  // flyteadmin calls the interval refreshInterval; accept its name so imported settings work as they are.
+  if (input.interval === undefined && input.refreshInterval !== undefined) input.interval = input.refreshInterval;
   if (input.enabled !== undefined) {
     if (typeof input.enabled === "boolean") settings.enabled = input.enabled;
     else problems.add(at("enabled"), "must be true or false");

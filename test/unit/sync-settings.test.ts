@@ -45,3 +45,10 @@ describe("sync settings", () => {
     expect(spec.templates).toEqual([{ source: "a.yaml", text: "a" }, { source: "b.yml", text: "b" }]);
   });
 });
+
+describe("sync settings keys", () => {
+  it("refuses unknown keys and accepts flyteadmin's refreshInterval", () => {
+    expect(() => parseSyncSettings({ intervall: "1m" }, "sync")).toThrow(/sync\.intervall: unknown key/);
+    expect(parseSyncSettings({ refreshInterval: "2m" }, "sync").intervalMs).toBe(120_000);
+  });
+});
