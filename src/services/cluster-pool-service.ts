@@ -15,9 +15,8 @@ import {
 } from "../core/cluster-pool.js";
 import { Violations } from "../core/errors.js";
 import { checkResourceName } from "../core/names.js";
-import { nextPageToken, parsePageRequest } from "../core/paging.js";
 import type { ClusterPoolRepository } from "../store/cluster-pool-repository.js";
-import { checkOrgField, requireMessage, toTimestamp } from "./common.js";
+import { checkNamedKey, checkOrgField, listPage, requireMessage, toTimestamp } from "./common.js";
 
 /** ClusterPoolService: validates requests, then hands them to the pool repository. */
 export function clusterPoolService(pools: ClusterPoolRepository): ServiceImpl<typeof ClusterPoolService> {
@@ -28,21 +27,13 @@ export function clusterPoolService(pools: ClusterPoolRepository): ServiceImpl<ty
     },
 
     getClusterPool(request) {
-      checkPoolKey(request.org, request.name);
+      checkNamedKey(request.org, request.name);
       return { clusterPool: toMessage(pools.get(request.org, request.name)) };
     },
 
     listClusterPools(request) {
-      const violations = new Violations();
-      checkOrgField(request.org, "org", violations);
-      const page = parsePageRequest(request.pageSize, request.pageToken, "", violations);
-      violations.throwIfAny();
-      const result = pools.list(request.org, page);
-      const last = result.items.at(-1);
-      return {
-        clusterPools: result.items.map(toMessage),
-        nextPageToken: nextPageToken(result.hasMore, last ? [last.name] : [], ""),
-      };
+      const { items, nextPageToken } = listPage(request, {}, new Violations(), (page) => pools.list(request.org, page), toMessage, (pool) => [pool.name]);
+      return { clusterPools: items, nextPageToken };
     },
 
     updateClusterPool(request) {
@@ -52,32 +43,24 @@ export function clusterPoolService(pools: ClusterPoolRepository): ServiceImpl<ty
     },
 
     deleteClusterPool(request) {
-      checkPoolKey(request.org, request.name);
+      checkNamedKey(request.org, request.name);
       pools.delete(request.org, request.name, request.etag);
       return {};
     },
   };
 }
 
-function checkPoolKey(org: string, name: string): void {
-  const violations = new Violations();
-  checkOrgField(org, "org", violations);
-  violations.add("name", checkResourceName(name));
-  violations.throwIfAny();
-}
-
 function checkPool(message: ClusterPoolMessage | undefined, field: string) {
-  requireMessage(message, field);
+  const pool = requireMessage(message, field);
   const violations = new Violations();
-  const org = message?.org ?? "";
-  const name = message?.name ?? "";
-  const config = fromConfigMessage(message?.config);
+  const { org, name } = pool;
+  const config = fromConfigMessage(pool.config);
   checkOrgField(org, `${field}.org`, violations);
   violations.add(`${field}.name`, checkResourceName(name));
-  if (message && !message.config) {
+  if (!pool.config) {
     violations.add(`${field}.config`, "is required: object_store_ref and secret_store");
-  } else if (message?.config) {
-    const type = message.config.secretStore?.type ?? SecretStoreTypeEnum.UNSPECIFIED;
+  } else {
+    const type = pool.config.secretStore?.type ?? SecretStoreTypeEnum.UNSPECIFIED;
     if (SecretStoreTypeEnum[type] === undefined) {
       violations.add(`${field}.config.secret_store.type`, `${type} is not a known secret store type`);
     }

@@ -21,9 +21,9 @@ import {
 import { DEFAULT_POOL_NAME } from "../core/cluster-pool.js";
 import { Violations } from "../core/errors.js";
 import { checkClusterName, checkResourceName } from "../core/names.js";
-import { nextPageToken, parsePageRequest } from "../core/paging.js";
+import type { PageRequest } from "../core/paging.js";
 import type { ClusterRepository } from "../store/cluster-repository.js";
-import { checkOrgField, requireMessage, toTimestamp } from "./common.js";
+import { checkNamedKey, checkOrgField, listPage, requireMessage, stateFilter, toTimestamp } from "./common.js";
 
 /** ClusterService: validates requests, then hands them to the cluster repository. */
 export function clusterService(clusters: ClusterRepository): ServiceImpl<typeof ClusterService> {
@@ -50,25 +50,17 @@ export function clusterService(clusters: ClusterRepository): ServiceImpl<typeof 
     },
 
     getCluster(request) {
-      checkKey(request.org, request.name);
+      checkNamedKey(request.org, request.name, checkClusterName);
       return { cluster: toMessage(clusters.get(request.org, request.name)) };
     },
 
     listClusters(request) {
       const violations = new Violations();
-      checkOrgField(request.org, "org", violations);
       if (request.pool !== "") violations.add("pool", checkResourceName(request.pool));
-      const state = fromStateEnum(request.state, "state", violations);
-      const filter = { pool: request.pool, enabled: request.enabled, state };
-      const fingerprint = JSON.stringify(filter);
-      const page = parsePageRequest(request.pageSize, request.pageToken, fingerprint, violations);
-      violations.throwIfAny();
-      const result = clusters.list(request.org, filter, page);
-      const last = result.items.at(-1);
-      return {
-        clusters: result.items.map(toMessage),
-        nextPageToken: nextPageToken(result.hasMore, last ? [last.name] : [], fingerprint),
-      };
+      const filter = { pool: request.pool, enabled: request.enabled, state: stateFilter<ClusterState>(ClusterStateEnum, request.state, "state", violations) };
+      const fetch = (page: PageRequest) => clusters.list(request.org, filter, page);
+      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toMessage, (cluster) => [cluster.name]);
+      return { clusters: items, nextPageToken };
     },
 
     updateCluster(request) {
@@ -94,35 +86,21 @@ export function clusterService(clusters: ClusterRepository): ServiceImpl<typeof 
     },
 
     drainCluster(request) {
-      checkKey(request.org, request.name);
+      checkNamedKey(request.org, request.name, checkClusterName);
       return { cluster: toMessage(clusters.setState(request.org, request.name, "DRAINED")) };
     },
 
     activateCluster(request) {
-      checkKey(request.org, request.name);
+      checkNamedKey(request.org, request.name, checkClusterName);
       return { cluster: toMessage(clusters.setState(request.org, request.name, "ACTIVE")) };
     },
 
     deleteCluster(request) {
-      checkKey(request.org, request.name);
+      checkNamedKey(request.org, request.name, checkClusterName);
       clusters.delete(request.org, request.name, request.etag);
       return {};
     },
   };
-}
-
-function checkKey(org: string, name: string): void {
-  const violations = new Violations();
-  checkOrgField(org, "org", violations);
-  violations.add("name", checkClusterName(name));
-  violations.throwIfAny();
-}
-
-function fromStateEnum(state: ClusterStateEnum, field: string, violations: Violations): ClusterState | "" {
-  if (state === ClusterStateEnum.UNSPECIFIED) return "";
-  const name = ClusterStateEnum[state];
-  if (name === undefined) violations.add(field, `${state} is not a cluster state`);
-  return (name ?? "") as ClusterState | "";
 }
 
 function fromAuthMessage(auth: ClusterAuthMessage | undefined): ClusterAuth | undefined {

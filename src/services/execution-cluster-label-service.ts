@@ -20,12 +20,12 @@ import {
   type AssignmentKey,
 } from "../core/execution-cluster-label.js";
 import { checkClusterName, checkResourceName } from "../core/names.js";
-import { nextPageToken, parsePageRequest } from "../core/paging.js";
+import type { PageRequest } from "../core/paging.js";
 import type { RoutingIndex } from "../routing/routing-index.js";
 import { selectCluster, type SelectRequest } from "../routing/select-cluster.js";
 import { assignmentSortKey } from "../store/assignment-repository.js";
 import type { Stores } from "../store/stores.js";
-import { checkOrgField, requireMessage, toTimestamp } from "./common.js";
+import { checkNamedKey, checkOrgField, listPage, requireMessage, toTimestamp } from "./common.js";
 
 const MAX_EXECUTION_ID_LENGTH = 255;
 
@@ -54,21 +54,14 @@ export function executionClusterLabelService(
     },
 
     getClusterLabel(request) {
-      checkLabelKey(request.org, request.name);
+      checkNamedKey(request.org, request.name);
       return { label: toLabelMessage(labels.get(request.org, request.name)) };
     },
 
     listClusterLabels(request) {
-      const violations = new Violations();
-      checkOrgField(request.org, "org", violations);
-      const page = parsePageRequest(request.pageSize, request.pageToken, "", violations);
-      violations.throwIfAny();
-      const result = labels.list(request.org, page);
-      const last = result.items.at(-1);
-      return {
-        labels: result.items.map(toLabelMessage),
-        nextPageToken: nextPageToken(result.hasMore, last ? [last.name] : [], ""),
-      };
+      const fetch = (page: PageRequest) => labels.list(request.org, page);
+      const { items, nextPageToken } = listPage(request, {}, new Violations(), fetch, toLabelMessage, (label) => [label.name]);
+      return { labels: items, nextPageToken };
     },
 
     updateClusterLabel(request) {
@@ -78,7 +71,7 @@ export function executionClusterLabelService(
     },
 
     deleteClusterLabel(request) {
-      checkLabelKey(request.org, request.name);
+      checkNamedKey(request.org, request.name);
       labels.delete(request.org, request.name);
       return {};
     },
@@ -128,21 +121,14 @@ export function executionClusterLabelService(
 
     listExecutionClusterLabels(request) {
       const violations = new Violations();
-      checkOrgField(request.org, "org", violations);
       if (request.project !== "") violations.add("project", checkResourceName(request.project));
       if (request.domain !== "" && !domains.includes(request.domain)) {
         violations.add("domain", `"${request.domain}" is not a configured domain; use one of ${domains.join(", ")}`);
       }
       const filter = { project: request.project, domain: request.domain };
-      const fingerprint = JSON.stringify(filter);
-      const page = parsePageRequest(request.pageSize, request.pageToken, fingerprint, violations);
-      violations.throwIfAny();
-      const result = assignments.list(request.org, filter, page);
-      const last = result.items.at(-1);
-      return {
-        executionClusterLabels: result.items.map(toAssignmentMessage),
-        nextPageToken: nextPageToken(result.hasMore, last ? assignmentSortKey(last) : [], fingerprint),
-      };
+      const fetch = (page: PageRequest) => assignments.list(request.org, filter, page);
+      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toAssignmentMessage, assignmentSortKey);
+      return { executionClusterLabels: items, nextPageToken };
     },
 
     selectCluster(request) {
@@ -162,13 +148,6 @@ function checkLabel(label: ClusterLabelMessage, field: string): void {
   checkOrgField(label.org, `${field}.org`, violations);
   violations.add(`${field}.name`, checkResourceName(label.name));
   checkLabelMembers(label.clusters, `${field}.clusters`, violations);
-  violations.throwIfAny();
-}
-
-function checkLabelKey(org: string, name: string): void {
-  const violations = new Violations();
-  checkOrgField(org, "org", violations);
-  violations.add("name", checkResourceName(name));
   violations.throwIfAny();
 }
 

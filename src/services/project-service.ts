@@ -8,10 +8,10 @@ import {
 } from "../../gen/clusterplane/v1/project_pb.js";
 import { Violations } from "../core/errors.js";
 import { checkResourceName } from "../core/names.js";
-import { nextPageToken, parsePageRequest } from "../core/paging.js";
+import type { PageRequest } from "../core/paging.js";
 import { checkProjectId, checkProjectText, type Project, type ProjectState } from "../core/project.js";
 import type { ProjectRepository } from "../store/project-repository.js";
-import { checkOrgField, requireMessage, toTimestamp } from "./common.js";
+import { checkOrgField, listPage, requireMessage, stateFilter, toTimestamp } from "./common.js";
 
 /** ProjectService: validates requests, then hands them to the project repository. */
 export function projectService(projects: ProjectRepository, domains: readonly string[]): ServiceImpl<typeof ProjectService> {
@@ -34,7 +34,6 @@ export function projectService(projects: ProjectRepository, domains: readonly st
     violations.add("id", checkResourceName(id));
     violations.throwIfAny();
   };
-
   return {
     createProject(request) {
       const project = requireMessage(request.project, "project");
@@ -54,22 +53,10 @@ export function projectService(projects: ProjectRepository, domains: readonly st
 
     listProjects(request) {
       const violations = new Violations();
-      checkOrgField(request.org, "org", violations);
-      let state: ProjectState | "" = "";
-      if (request.state !== ProjectStateEnum.UNSPECIFIED) {
-        const name = ProjectStateEnum[request.state];
-        if (name === undefined) violations.add("state", `${request.state} is not a project state`);
-        state = (name ?? "") as ProjectState | "";
-      }
-      const fingerprint = JSON.stringify({ state });
-      const page = parsePageRequest(request.pageSize, request.pageToken, fingerprint, violations);
-      violations.throwIfAny();
-      const result = projects.list(request.org, state, page);
-      const last = result.items.at(-1);
-      return {
-        projects: result.items.map(toMessage),
-        nextPageToken: nextPageToken(result.hasMore, last ? [last.id] : [], fingerprint),
-      };
+      const state = stateFilter<ProjectState>(ProjectStateEnum, request.state, "state", violations);
+      const fetch = (page: PageRequest) => projects.list(request.org, state, page);
+      const { items, nextPageToken } = listPage(request, { state }, violations, fetch, toMessage, (project) => [project.id]);
+      return { projects: items, nextPageToken };
     },
 
     updateProject(request) {

@@ -9,10 +9,10 @@ import {
 import { DEFAULT_POOL_NAME } from "../core/cluster-pool.js";
 import { Violations } from "../core/errors.js";
 import { checkClusterName, checkResourceName } from "../core/names.js";
-import { nextPageToken, parsePageRequest } from "../core/paging.js";
+import type { PageRequest } from "../core/paging.js";
 import { checkClusterSelector, type Queue, type QueueState } from "../core/queue.js";
 import type { QueueRepository } from "../store/queue-repository.js";
-import { checkOrgField, requireMessage, toTimestamp } from "./common.js";
+import { checkNamedKey, checkOrgField, listPage, requireMessage, stateFilter, toTimestamp } from "./common.js";
 
 /** QueueService: validates requests, then hands them to the queue repository. */
 export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueService> {
@@ -35,30 +35,17 @@ export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueS
     },
 
     getQueue(request) {
-      checkKey(request.org, request.name);
+      checkNamedKey(request.org, request.name, checkClusterName);
       return { queue: toMessage(queues.get(request.org, request.name)) };
     },
 
     listQueues(request) {
       const violations = new Violations();
-      checkOrgField(request.org, "org", violations);
       if (request.pool !== "") violations.add("pool", checkResourceName(request.pool));
-      let state: QueueState | "" = "";
-      if (request.state !== QueueStateEnum.UNSPECIFIED) {
-        const name = QueueStateEnum[request.state];
-        if (name === undefined) violations.add("state", `${request.state} is not a queue state`);
-        state = (name ?? "") as QueueState | "";
-      }
-      const filter = { pool: request.pool, state };
-      const fingerprint = JSON.stringify(filter);
-      const page = parsePageRequest(request.pageSize, request.pageToken, fingerprint, violations);
-      violations.throwIfAny();
-      const result = queues.list(request.org, filter, page);
-      const last = result.items.at(-1);
-      return {
-        queues: result.items.map(toMessage),
-        nextPageToken: nextPageToken(result.hasMore, last ? [last.name] : [], fingerprint),
-      };
+      const filter = { pool: request.pool, state: stateFilter<QueueState>(QueueStateEnum, request.state, "state", violations) };
+      const fetch = (page: PageRequest) => queues.list(request.org, filter, page);
+      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toMessage, (queue) => [queue.name]);
+      return { queues: items, nextPageToken };
     },
 
     updateQueue(request) {
@@ -72,28 +59,21 @@ export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueS
     },
 
     drainQueue(request) {
-      checkKey(request.org, request.name);
+      checkNamedKey(request.org, request.name, checkClusterName);
       return { queue: toMessage(queues.setState(request.org, request.name, "DRAINED")) };
     },
 
     activateQueue(request) {
-      checkKey(request.org, request.name);
+      checkNamedKey(request.org, request.name, checkClusterName);
       return { queue: toMessage(queues.setState(request.org, request.name, "ACTIVE")) };
     },
 
     deleteQueue(request) {
-      checkKey(request.org, request.name);
+      checkNamedKey(request.org, request.name, checkClusterName);
       queues.delete(request.org, request.name, request.etag);
       return {};
     },
   };
-}
-
-function checkKey(org: string, name: string): void {
-  const violations = new Violations();
-  checkOrgField(org, "org", violations);
-  violations.add("name", checkClusterName(name));
-  violations.throwIfAny();
 }
 
 function toMessage(queue: Queue): QueueMessage {

@@ -44,16 +44,7 @@ export class ClusterPoolRepository {
   /** Provisions the organization's default pool on first use; a no-op afterwards. */
   ensureDefaultPool(org: string): void {
     if (this.provisionedOrgs.has(org)) return;
-    const now = Date.now();
-    this.db
-      .prepare(
-        `INSERT INTO cluster_pools (org, name, object_store_uri, object_store_endpoint,
-           secret_store_type, secret_store_locator, image_registry_locator, create_time, update_time, version)
-         VALUES (@org, @name, @object_store_uri, @object_store_endpoint, @secret_store_type,
-           @secret_store_locator, @image_registry_locator, @now, @now, 1)
-         ON CONFLICT (org, name) DO NOTHING`,
-      )
-      .run({ org, name: DEFAULT_POOL_NAME, now, ...configColumns(this.defaultPoolConfig) });
+    this.insert(org, DEFAULT_POOL_NAME, this.defaultPoolConfig, "ON CONFLICT (org, name) DO NOTHING");
     // Inside a transaction the insert may still roll back, so only remember committed work.
     if (!this.db.inTransaction) this.provisionedOrgs.add(org);
   }
@@ -64,15 +55,7 @@ export class ClusterPoolRepository {
       if (this.findRow(org, name)) {
         throw alreadyExists(`cluster pool "${name}" already exists; use UpdateClusterPool to change its config`);
       }
-      const now = Date.now();
-      this.db
-        .prepare(
-          `INSERT INTO cluster_pools (org, name, object_store_uri, object_store_endpoint,
-             secret_store_type, secret_store_locator, image_registry_locator, create_time, update_time, version)
-           VALUES (@org, @name, @object_store_uri, @object_store_endpoint, @secret_store_type,
-             @secret_store_locator, @image_registry_locator, @now, @now, 1)`,
-        )
-        .run({ org, name, now, ...configColumns(config) });
+      this.insert(org, name, config, "");
       return this.get(org, name);
     })();
   }
@@ -136,6 +119,17 @@ export class ClusterPoolRepository {
       this.rejectWhileReferenced(org, name);
       this.db.prepare("DELETE FROM cluster_pools WHERE org = ? AND name = ?").run(org, name);
     })();
+  }
+
+  private insert(org: string, name: string, config: ClusterPoolConfig, onConflict: "" | "ON CONFLICT (org, name) DO NOTHING"): void {
+    this.db
+      .prepare(
+        `INSERT INTO cluster_pools (org, name, object_store_uri, object_store_endpoint,
+           secret_store_type, secret_store_locator, image_registry_locator, create_time, update_time, version)
+         VALUES (@org, @name, @object_store_uri, @object_store_endpoint, @secret_store_type,
+           @secret_store_locator, @image_registry_locator, @now, @now, 1) ${onConflict}`,
+      )
+      .run({ org, name, now: Date.now(), ...configColumns(config) });
   }
 
   private rejectWhileReferenced(org: string, name: string): void {
