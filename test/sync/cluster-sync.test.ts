@@ -29,8 +29,11 @@ let clusters: Client<typeof ClusterService>;
 let projects: Client<typeof ProjectService>;
 let routing: Client<typeof ExecutionClusterLabelService>;
 
+const tokenFiles = new Map<string, string>();
+
 async function register(name: string, api: StandInApiServer): Promise<void> {
   const credentials = api.writeCredentials(mkdtempSync(join(tmpdir(), `creds-${name}-`)));
+  tokenFiles.set(name, credentials.tokenPath);
   await clusters.createCluster({
     cluster: {
       name,
@@ -144,6 +147,15 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
       await clusters.deleteCluster({ name: "dataplane_3" });
       await apiC.stop();
     }
+  });
+
+  it("reads credentials from their files on every pass, so a rotated token is picked up", async () => {
+    const tokenPath = tokenFiles.get("dataplane_2")!;
+    writeFileSync(tokenPath, "a-token-the-cluster-does-not-know\n");
+    await projects.createProject({ project: { id: "rotation" } });
+    await waitFor("the stale token reported", async () => (await syncStatus("dataplane_2")).lastError.includes("401"));
+    writeFileSync(tokenPath, `${apiB.token}\n`);
+    await waitFor("the new token used", async () => converged(apiB, "rotation") && (await syncStatus("dataplane_2")).health === SyncHealth.HEALTHY);
   });
 
   const faults: [string, Fault, RegExp][] = [
