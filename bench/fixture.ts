@@ -1,4 +1,3 @@
-import type { SelectClusterRequest } from "../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SelectClusterRequestSchema } from "../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import type { Stores } from "../src/store/stores.js";
@@ -53,4 +52,3 @@ export function populate(stores: Stores): Fixture {
   };
 }
 
-export type { SelectClusterRequest };
