@@ -151,3 +151,8 @@ export async function collect<T>(
     if (limit !== undefined && items.length >= limit) return { items, truncated: true };
   }
 }
+
+export function openSession(flags: ConnectionFlags): Session {
+  const connection = resolveConnection(flags);
+  return { api: createApi(connection), org: connection.org, endpoint: connection.endpoint };
+}

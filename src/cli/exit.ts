@@ -94,7 +94,11 @@ export function explainFailure(error: unknown, endpoint: string | undefined): { 
         exitCode: EXIT.UNREACHABLE,
       };
     }
-    return { message: describeRejection(error), exitCode: EXIT.REJECTED };
+    const hint =
+      error.code === Code.Unauthenticated
+        ? "\nGive a token with --token TOKEN (before the command), CLUSTERPLANE_TOKEN, or `token:` in the config file."
+        : "";
+    return { message: describeRejection(error) + hint, exitCode: EXIT.REJECTED };
   }
   return { message: error instanceof Error ? error.message : String(error), exitCode: EXIT.REJECTED };
 }

@@ -1,11 +1,37 @@
-import { Command } from "commander";
-import { serve } from "./serve.js";
-import { syncOnce } from "./sync-once.js";
+import { Command, CommanderError } from "commander";
+import { openSession, type Session } from "./client.js";
+import { registerExecutionClusterLabels, registerSelectCluster } from "./execution-cluster-label.js";
+import { EXIT, EXIT_CODES_HELP, explainFailure } from "./exit.js";
+import { registerImport } from "./import-flyteadmin.js";
+import { registerResources } from "./resources.js";
+import type { Verbs } from "./verbs.js";
+
+const CONNECTION_HELP = `Connection (options go before the command: clusterplane --endpoint http://cp:8080 get cluster):
+  endpoint  --endpoint, else CLUSTERPLANE_ENDPOINT, else \`endpoint:\` in the config file, else http://127.0.0.1:8080
+  token     --token, else CLUSTERPLANE_TOKEN, else \`token:\` in the config file; sent as Authorization: Bearer
+  org       --org, else CLUSTERPLANE_ORG, else \`org:\` in the config file, else the server's default organization
+  config file: $CLUSTERPLANE_CONFIG, else ~/.config/clusterplane/cli.yaml (keys endpoint, token, org)
+
+Examples:
+  clusterplane create cluster-pool prod --file prod-pool.yaml
+  clusterplane get cluster-pool prod
+  clusterplane create cluster prod-us-east-1 --pool prod --endpoint https://10.0.0.1:443 \\
+      --token-path /var/run/credentials/prod_token --ca-cert-path /var/run/credentials/prod_cacert
+  clusterplane update execution-cluster-label --attrFile ecl.yaml
+  clusterplane import flyteadmin values-override.yaml --dry-run`;
 
 const program = new Command()
   .name("clusterplane")
-  .description("Multi-cluster control plane: cluster pools, clusters, queues, labels and routing.");
+  .description("Multi-cluster control plane: cluster pools, clusters, queues, labels and routing.")
+  // Connection options come before the verb, so `create cluster --endpoint` can mean the cluster's API.
+  .enablePositionalOptions()
+  .exitOverride()
+  .option("--endpoint <url>", "clusterplane server URL")
+  .option("--token <token>", "bearer token for the server")
+  .option("--org <org>", "organization (default: the server's default organization)")
+  .addHelpText("after", `\n${CONNECTION_HELP}\n\n${EXIT_CODES_HELP}\n`);
 
+// The server's own commands load their modules only when run: operator commands start faster.
 program
   .command("serve")
   .description("run the server: gRPC, gRPC-Web and Connect on one port, state in SQLite")
@@ -16,7 +42,15 @@ program
   .option("--domains <list>", "comma-separated domains every project gets (env CLUSTERPLANE_DOMAINS, default development,staging,production)")
   .option("--sync-config <file>", "YAML file of cluster-sync settings and templates (env CLUSTERPLANE_SYNC_CONFIG)")
   .option("--no-sync", "do not run the cluster-sync loop in this process (env CLUSTERPLANE_SYNC=off)")
-  .action(serve);
+  .option("--config <file>", "YAML configuration file; flags and environment override it (env CLUSTERPLANE_CONFIG_FILE)")
+  .option("--tokens-file <file>", "bearer tokens, one '<token> <role> <name>' per line (env CLUSTERPLANE_TOKENS_FILE)")
+  .option("--allow-unauthenticated", "serve without authentication beyond loopback (env CLUSTERPLANE_ALLOW_UNAUTHENTICATED)")
+  .option("--tls-cert <file>", "serve TLS with this PEM certificate (env CLUSTERPLANE_TLS_CERT)")
+  .option("--tls-key <file>", "the certificate's PEM private key (env CLUSTERPLANE_TLS_KEY)")
+  .option("--tls-client-ca <file>", "ask clients for certificates signed by this CA (env CLUSTERPLANE_TLS_CLIENT_CA)")
+  .option("--cors-origin <origin>", "browser origin allowed to call the API; repeat for more (env CLUSTERPLANE_CORS_ORIGINS)",
+    (origin: string, previous: string[] = []) => [...previous, origin])
+  .action(async (flags) => (await import("./serve.js")).serve(flags));
 
 program
   .command("sync")
@@ -26,6 +60,34 @@ program
   .option("--db <path>", "SQLite database file (env CLUSTERPLANE_DB, default ./clusterplane.db)")
   .option("--domains <list>", "comma-separated domains (env CLUSTERPLANE_DOMAINS)")
   .option("--sync-config <file>", "YAML file of cluster-sync settings and templates (env CLUSTERPLANE_SYNC_CONFIG)")
-  .action(syncOnce);
+  .action(async (flags) => (await import("./sync-once.js")).syncOnce(flags));
 
-await program.parseAsync();
+let session: Session | undefined;
+const verb = (name: string, description: string) => program.command(name).description(description);
+const verbs: Verbs = {
+  create: verb("create", "create a cluster-pool, cluster, queue, project or label"),
+  get: verb("get", "show one object, or list them"),
+  update: verb("update", "change an object, an execution-cluster-label or the default-label"),
+  delete: verb("delete", "delete an object (asks first; --yes skips the question)"),
+  drain: verb("drain", "stop routing new executions to a cluster or queue"),
+  activate: verb("activate", "route to a drained cluster or queue again, or reactivate an archived project"),
+  archive: verb("archive", "archive a project: no longer synced or routable"),
+  session: () => (session ??= openSession(program.opts())),
+};
+registerResources(verbs);
+registerExecutionClusterLabels(verbs);
+registerSelectCluster(program, verbs);
+registerImport(program, verbs);
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Commander has printed the problem (or the help); only the exit code is ours to choose.
+    process.exitCode = error.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  } else {
+    const { message, exitCode } = explainFailure(error, session?.endpoint);
+    process.stderr.write(`Error: ${message}\n`);
+    process.exitCode = exitCode;
+  }
+}

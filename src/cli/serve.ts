@@ -1,24 +1,27 @@
 import { DomainError } from "../core/errors.js";
 import { resolveServerConfig, type ServeFlags } from "../server/config.js";
 import { createLogger } from "../server/logging.js";
-import { startServer } from "../server/server.js";
+import { startServer, type ServerConfig } from "../server/server.js";
 
 /** `clusterplane serve`: runs the server until SIGTERM or SIGINT, then shuts down gracefully. */
 export async function serve(flags: ServeFlags): Promise<void> {
-  const logger = createLogger();
   let config;
   try {
     config = resolveServerConfig(flags);
   } catch (error) {
-    if (!(error instanceof DomainError)) throw error;
-    process.stderr.write(`clusterplane: bad configuration: ${error.message}\n`);
-    process.exitCode = 2;
-    return;
+    return refuse(error);
   }
-  const server = await startServer(config, logger);
+  const logger = createLogger(config.logLevel);
+  let server;
+  try {
+    server = await startServer(config, logger);
+  } catch (error) {
+    // The open-bind rule and unusable tokens or TLS files are configuration errors too.
+    return refuse(error);
+  }
   if (!config.sync?.enabled) logger.info({}, "cluster sync is off in this process");
   logger.info(
-    { url: server.url, database: config.databasePath },
+    { url: server.url, database: config.databasePath, auth: describeAuth(config), cors: config.cors?.allowedOrigins ?? [] },
     `clusterplane listening on ${server.url} (gRPC, gRPC-Web and Connect)`,
   );
   const stop = (signal: string) => {
@@ -33,4 +36,18 @@ export async function serve(flags: ServeFlags): Promise<void> {
   };
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
+}
+
+function refuse(error: unknown): void {
+  if (!(error instanceof DomainError)) throw error;
+  process.stderr.write(`clusterplane: bad configuration: ${error.message}\n`);
+  process.exitCode = 2;
+}
+
+/** For the start-up line: how callers authenticate (never the credentials). */
+function describeAuth(config: ServerConfig): string {
+  const ways = [];
+  if (config.auth?.tokensFile) ways.push(`bearer tokens from ${config.auth.tokensFile}`);
+  if (config.tls?.clientCaFile) ways.push(`client certificates${config.tls.requireClientCertificate ? " (required)" : ""}`);
+  return ways.length ? ways.join(" and ") : "off";
 }

@@ -1,12 +1,20 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
+import { parseDuration } from "../core/duration.js";
 import { DomainError, Violations } from "../core/errors.js";
-import { DEFAULT_SYNC_SETTINGS, parseSyncSettings, type SyncSettings } from "../sync/sync-settings.js";
 import { checkDomains, DEFAULT_DOMAINS } from "../core/project.js";
-import type { ServerConfig } from "./server.js";
+import { isRole, ROLES, type Role } from "../core/roles.js";
+import { DEFAULT_SYNC_SETTINGS, parseSyncSettings, type SyncSettings } from "../sync/sync-settings.js";
+import { normalizeOrigin } from "./http-routes.js";
+import { LOG_LEVELS } from "./logging.js";
+import type { ServerConfig, TlsConfig } from "./server.js";
+import { readTlsFiles } from "./tls-files.js";
+import { parseTokens } from "./tokens.js";
 
-/** Flags as given on the command line; each falls back to its environment variable, then a default. */
+/** Flags as given on the command line; each overrides its environment variable, then the config file. */
 export interface ServeFlags {
+  /** `--config FILE`: the YAML configuration file. */
+  config?: string;
   host?: string;
   port?: string;
   db?: string;
@@ -15,6 +23,13 @@ export interface ServeFlags {
   syncConfig?: string;
   /** commander's `--no-sync` sets this to false. */
   sync?: boolean;
+  tokensFile?: string;
+  allowUnauthenticated?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  /** `--cors-origin`, repeatable. */
+  corsOrigin?: string[];
 }
 
 export const CONFIG_DEFAULTS = {
@@ -22,72 +37,330 @@ export const CONFIG_DEFAULTS = {
   port: 8080,
   databasePath: "clusterplane.db",
   shutdownGraceMs: 10_000,
+  logLevel: "info",
+  metricsPublic: true,
 } as const;
 
 /**
- * Resolves the server configuration from flags, then `CLUSTERPLANE_*` environment variables, then
- * defaults. Throws a message naming every bad setting and where it came from.
+ * The keys of each section of the configuration file. `sync` takes exactly what
+ * `parseSyncSettings` reads (the same keys as a `--sync-config` file) and checks them itself.
+ */
+export const CONFIG_KEYS = {
+  server: ["host", "port", "database", "shutdownGrace", "domains"],
+  log: ["level"],
+  auth: ["tokensFile", "allowUnauthenticated", "clientCertificates"],
+  tls: ["certFile", "keyFile", "clientCaFile", "requireClientCertificate"],
+  cors: ["allowedOrigins"],
+  metrics: ["public"],
+  // Checked by parseSyncSettings, which owns them (the keys of a --sync-config file).
+  sync: [],
+} as const satisfies Record<string, readonly string[]>;
+
+type Section = keyof typeof CONFIG_KEYS;
+type Raw = Record<string, unknown>;
+
+/** A value and where it came from (`--port`, `CLUSTERPLANE_PORT`, `server.port`). */
+interface Sourced {
+  value: unknown;
+  source: string;
+}
+
+/**
+ * Resolves the server configuration: each setting from its flag, else its `CLUSTERPLANE_*`
+ * environment variable, else the YAML file (`--config` / `CLUSTERPLANE_CONFIG_FILE`), else the
+ * default. Files the configuration names (tokens, TLS) are read and checked now. Throws a
+ * DomainError naming every bad setting — the flag, variable or `section.key` — and why.
  */
 export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const problems = new Violations();
-  const pick = (flag: string | undefined, name: string) =>
-    flag !== undefined ? { value: flag, source: `--${name}` } : undefined;
-  const fromEnv = (variable: string) =>
+  const flag = (value: unknown, name: string): Sourced | undefined =>
+    value !== undefined ? { value, source: `--${name}` } : undefined;
+  const fromEnv = (variable: string): Sourced | undefined =>
     env[variable] !== undefined && env[variable] !== "" ? { value: env[variable], source: variable } : undefined;
 
-  const host = pick(flags.host, "host") ?? fromEnv("CLUSTERPLANE_HOST");
-  const port = pick(flags.port, "port") ?? fromEnv("CLUSTERPLANE_PORT");
-  const db = pick(flags.db, "db") ?? fromEnv("CLUSTERPLANE_DB");
-  const grace = pick(flags.shutdownGraceMs, "shutdown-grace-ms") ?? fromEnv("CLUSTERPLANE_SHUTDOWN_GRACE_MS");
-  const domains = pick(flags.domains, "domains") ?? fromEnv("CLUSTERPLANE_DOMAINS");
-  const syncConfig = pick(flags.syncConfig, "sync-config") ?? fromEnv("CLUSTERPLANE_SYNC_CONFIG");
-  const syncSwitch = flags.sync === false ? { value: "off", source: "--no-sync" } : fromEnv("CLUSTERPLANE_SYNC");
+  const configFile = flag(flags.config, "config") ?? fromEnv("CLUSTERPLANE_CONFIG_FILE");
+  const file = configFile ? readConfigFile(String(configFile.value), configFile.source, problems) : {};
+  const fromFile = (section: Section, key: string): Sourced | undefined => {
+    const value = (file[section] as Raw | undefined)?.[key];
+    return value !== undefined && value !== null ? { value, source: `${section}.${key}` } : undefined;
+  };
+  const choose = (...candidates: (Sourced | undefined)[]) => candidates.find((candidate) => candidate !== undefined);
+
+  const host = choose(flag(flags.host, "host"), fromEnv("CLUSTERPLANE_HOST"), fromFile("server", "host"));
+  const port = choose(flag(flags.port, "port"), fromEnv("CLUSTERPLANE_PORT"), fromFile("server", "port"));
+  const db = choose(flag(flags.db, "db"), fromEnv("CLUSTERPLANE_DB"), fromFile("server", "database"));
+  const grace = choose(
+    flag(flags.shutdownGraceMs, "shutdown-grace-ms"),
+    fromEnv("CLUSTERPLANE_SHUTDOWN_GRACE_MS"),
+    fromFile("server", "shutdownGrace"),
+  );
+  const domains = choose(flag(flags.domains, "domains"), fromEnv("CLUSTERPLANE_DOMAINS"), fromFile("server", "domains"));
+  const logLevel = choose(fromEnv("CLUSTERPLANE_LOG_LEVEL"), fromFile("log", "level"));
 
   const config: ServerConfig = {
-    host: host?.value ?? CONFIG_DEFAULTS.host,
-    port: port ? parseInteger(port.value, 0, 65535, port.source, problems) : CONFIG_DEFAULTS.port,
-    databasePath: db?.value ?? CONFIG_DEFAULTS.databasePath,
-    shutdownGraceMs: grace
-      ? parseInteger(grace.value, 0, 3_600_000, grace.source, problems)
-      : CONFIG_DEFAULTS.shutdownGraceMs,
-    domains: domains ? domains.value.split(",").map((domain) => domain.trim()) : [...DEFAULT_DOMAINS],
+    host: host ? text(host, problems) : CONFIG_DEFAULTS.host,
+    port: port ? integer(port, 0, 65535, problems) : CONFIG_DEFAULTS.port,
+    databasePath: db ? text(db, problems) : CONFIG_DEFAULTS.databasePath,
+    shutdownGraceMs: grace ? milliseconds(grace, 3_600_000, problems) : CONFIG_DEFAULTS.shutdownGraceMs,
+    domains: domains ? list(domains, problems) : [...DEFAULT_DOMAINS],
+    logLevel: logLevel ? oneOf(logLevel, LOG_LEVELS, problems) : CONFIG_DEFAULTS.logLevel,
   };
   if (domains) checkDomains(config.domains ?? [], domains.source, problems);
-  config.sync = loadSyncSettings(syncConfig, problems, env);
-  if (syncSwitch) {
-    if (!["on", "off", "true", "false"].includes(syncSwitch.value)) problems.add(syncSwitch.source, `"${syncSwitch.value}" must be on or off`);
-    else if (syncSwitch.value === "off" || syncSwitch.value === "false") config.sync = { ...config.sync, enabled: false };
+
+  // Sync: the file's `sync` section, or a legacy --sync-config file holding only that section.
+  const syncConfig = choose(flag(flags.syncConfig, "sync-config"), fromEnv("CLUSTERPLANE_SYNC_CONFIG"));
+  config.sync = syncConfig
+    ? loadSyncFile(String(syncConfig.value), syncConfig.source, problems, env)
+    : syncSettings(file.sync, "sync", problems, env);
+  const syncSwitch = flags.sync === false ? { value: "off", source: "--no-sync" } : fromEnv("CLUSTERPLANE_SYNC");
+  if (syncSwitch && boolean(syncSwitch, problems) === false) config.sync = { ...config.sync, enabled: false };
+
+  // Authentication.
+  const tokensFile = choose(flag(flags.tokensFile, "tokens-file"), fromEnv("CLUSTERPLANE_TOKENS_FILE"), fromFile("auth", "tokensFile"));
+  const allowOpen = choose(
+    flags.allowUnauthenticated ? flag(true, "allow-unauthenticated") : undefined,
+    fromEnv("CLUSTERPLANE_ALLOW_UNAUTHENTICATED"),
+    fromFile("auth", "allowUnauthenticated"),
+  );
+  const certificateRoles = fromFile("auth", "clientCertificates");
+  config.auth = {
+    tokensFile: tokensFile ? text(tokensFile, problems) : undefined,
+    allowUnauthenticated: allowOpen ? (boolean(allowOpen, problems) ?? false) : false,
+    clientCertificates: certificateRoles ? roleMap(certificateRoles, problems) : {},
+  };
+  if (tokensFile && config.auth.tokensFile) checkTokensFile(config.auth.tokensFile, tokensFile.source, problems);
+
+  // TLS.
+  const certFile = choose(flag(flags.tlsCert, "tls-cert"), fromEnv("CLUSTERPLANE_TLS_CERT"), fromFile("tls", "certFile"));
+  const keyFile = choose(flag(flags.tlsKey, "tls-key"), fromEnv("CLUSTERPLANE_TLS_KEY"), fromFile("tls", "keyFile"));
+  const clientCaFile = choose(flag(flags.tlsClientCa, "tls-client-ca"), fromEnv("CLUSTERPLANE_TLS_CLIENT_CA"), fromFile("tls", "clientCaFile"));
+  const requireClientCert = fromFile("tls", "requireClientCertificate");
+  const requireClientCertificate = requireClientCert ? (boolean(requireClientCert, problems) ?? false) : false;
+  if (certFile && !keyFile) problems.add("tls.keyFile", `required with ${certFile.source} (the certificate's private key)`);
+  if (keyFile && !certFile) problems.add("tls.certFile", `required with ${keyFile.source} (the server certificate)`);
+  if (clientCaFile && !certFile) problems.add(clientCaFile.source, "client certificates need TLS: set tls.certFile and tls.keyFile too");
+  if (requireClientCertificate && !clientCaFile) problems.add("tls.requireClientCertificate", "needs tls.clientCaFile (the CA client certificates must be signed by)");
+  if (Object.keys(config.auth.clientCertificates ?? {}).length > 0 && !clientCaFile) {
+    problems.add("auth.clientCertificates", "needs tls.clientCaFile: without it no client certificate is ever asked for");
   }
-  if (host && host.value.trim() === "") problems.add(host.source, "must not be empty");
-  if (db && db.value.trim() === "") problems.add(db.source, "must not be empty");
+  if (certFile && keyFile) {
+    const tls: TlsConfig = { certFile: text(certFile, problems), keyFile: text(keyFile, problems), requireClientCertificate };
+    if (clientCaFile) tls.clientCaFile = text(clientCaFile, problems);
+    config.tls = tls;
+    if (problems.isEmpty) {
+      try {
+        readTlsFiles(tls, {
+          certFile: certFile.source,
+          keyFile: keyFile.source,
+          clientCaFile: clientCaFile?.source ?? "tls.clientCaFile",
+        });
+      } catch (error) {
+        collect(error, problems);
+      }
+    }
+  }
+
+  // CORS and metrics.
+  const origins = choose(
+    flags.corsOrigin && flags.corsOrigin.length > 0 ? flag(flags.corsOrigin, "cors-origin") : undefined,
+    fromEnv("CLUSTERPLANE_CORS_ORIGINS"),
+    fromFile("cors", "allowedOrigins"),
+  );
+  config.cors = { allowedOrigins: origins ? originList(origins, problems) : [] };
+  const metricsPublic = choose(fromEnv("CLUSTERPLANE_METRICS_PUBLIC"), fromFile("metrics", "public"));
+  config.metrics = { public: metricsPublic ? (boolean(metricsPublic, problems) ?? true) : CONFIG_DEFAULTS.metricsPublic };
+
   problems.throwIfAny();
   return config;
 }
 
-function parseInteger(text: string, min: number, max: number, source: string, problems: Violations): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
-    problems.add(source, `"${text}" must be a whole number between ${min} and ${max}`);
+/** Reads and checks the shape of the YAML configuration file: known sections and keys only. */
+function readConfigFile(path: string, source: string, problems: Violations): Partial<Record<Section, Raw>> {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(path, "utf8"));
+  } catch (error) {
+    problems.add(source, `cannot read ${path}: ${(error as Error).message}`);
+    return {};
+  }
+  if (raw === null || raw === undefined) return {};
+  if (!isMapping(raw)) {
+    problems.add(source, `${path} must be a mapping of sections (${Object.keys(CONFIG_KEYS).join(", ")})`);
+    return {};
+  }
+  const sections: Partial<Record<Section, Raw>> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (!Object.hasOwn(CONFIG_KEYS, name)) {
+      problems.add(name, unknown("section", name, Object.keys(CONFIG_KEYS)));
+      continue;
+    }
+    const section = name as Section;
+    if (value === null || value === undefined) continue;
+    if (!isMapping(value)) {
+      problems.add(section, "must be a mapping");
+      continue;
+    }
+    for (const key of Object.keys(value)) {
+      if (section !== "sync" && !(CONFIG_KEYS[section] as readonly string[]).includes(key)) {
+        problems.add(`${section}.${key}`, unknown("key", key, CONFIG_KEYS[section]));
+      }
+    }
+    sections[section] = value;
+  }
+  return sections;
+}
+
+/** "unknown key; did you mean port?" when a known name is a typo away. */
+function unknown(what: string, name: string, known: readonly string[]): string {
+  const close = known
+    .map((candidate) => ({ candidate, distance: editDistance(name.toLowerCase(), candidate.toLowerCase()) }))
+    .filter(({ distance }) => distance <= Math.max(2, Math.floor(name.length / 3)))
+    .sort((a, b) => a.distance - b.distance)[0];
+  return close ? `unknown ${what}; did you mean ${close.candidate}?` : `unknown ${what}; expected one of ${known.join(", ")}`;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+function text(setting: Sourced, problems: Violations): string {
+  if (typeof setting.value !== "string" || setting.value.trim() === "") {
+    problems.add(setting.source, typeof setting.value === "string" ? "must not be empty" : `${JSON.stringify(setting.value)} must be a string`);
+    return "";
+  }
+  return setting.value;
+}
+
+function integer(setting: Sourced, min: number, max: number, problems: Violations): number {
+  const raw = setting.value;
+  const value = typeof raw === "number" ? raw : typeof raw === "string" && /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(value) || value < min || value > max) {
+    problems.add(setting.source, `${JSON.stringify(raw)} must be a whole number between ${min} and ${max}`);
     return min;
   }
   return value;
 }
 
-/** The sync settings: defaults, or the YAML file named by --sync-config. */
-function loadSyncSettings(file: { value: string; source: string } | undefined, problems: Violations, env: NodeJS.ProcessEnv): SyncSettings {
-  if (!file) return DEFAULT_SYNC_SETTINGS;
+/** Flags and variables give milliseconds; the file may also say 10s, 1m. */
+function milliseconds(setting: Sourced, max: number, problems: Violations): number {
+  if (setting.source.startsWith("-") || setting.source.startsWith("CLUSTERPLANE_")) return integer(setting, 0, max, problems);
+  const ms = parseDuration(setting.value);
+  if (ms === null || ms > max) {
+    problems.add(setting.source, `${JSON.stringify(setting.value)} must be a duration such as 500ms, 10s or 1m (at most 1h)`);
+    return 0;
+  }
+  return ms;
+}
+
+function boolean(setting: Sourced, problems: Violations): boolean | undefined {
+  const raw = setting.value;
+  if (typeof raw === "boolean") return raw;
+  if (typeof raw === "string") {
+    const word = raw.trim().toLowerCase();
+    if (["true", "on", "yes", "1"].includes(word)) return true;
+    if (["false", "off", "no", "0"].includes(word)) return false;
+  }
+  problems.add(setting.source, `${JSON.stringify(raw)} must be true or false (on or off)`);
+  return undefined;
+}
+
+function oneOf<T extends string>(setting: Sourced, allowed: readonly T[], problems: Violations): T {
+  if (typeof setting.value === "string" && (allowed as readonly string[]).includes(setting.value)) return setting.value as T;
+  problems.add(setting.source, `${JSON.stringify(setting.value)} must be one of ${allowed.join(", ")}`);
+  return allowed[0]!;
+}
+
+/** A YAML list of strings, or a comma-separated string (flags, environment). */
+function list(setting: Sourced, problems: Violations): string[] {
+  const raw = setting.value;
+  if (typeof raw === "string") return raw.split(",").map((item) => item.trim());
+  if (Array.isArray(raw) && raw.every((item) => typeof item === "string")) return raw.map((item: string) => item.trim());
+  problems.add(setting.source, "must be a list of strings");
+  return [];
+}
+
+function originList(setting: Sourced, problems: Violations): string[] {
+  const origins = list(setting, problems).filter((origin) => origin !== "");
+  origins.forEach((origin, index) => {
+    const field = Array.isArray(setting.value) ? `${setting.source}[${index}]` : setting.source;
+    let url: URL | undefined;
+    try {
+      url = new URL(origin);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.origin !== normalizeOrigin(origin)) {
+      problems.add(field, `"${origin}" must be an origin: scheme, host and optional port, no path (https://console.example.com)`);
+    }
+  });
+  return origins;
+}
+
+function roleMap(setting: Sourced, problems: Violations): Record<string, Role> {
+  if (!isMapping(setting.value)) {
+    problems.add(setting.source, `must map client certificate common names to roles (${ROLES.join(", ")})`);
+    return {};
+  }
+  const roles: Record<string, Role> = {};
+  for (const [name, role] of Object.entries(setting.value)) {
+    if (isRole(role)) roles[name] = role;
+    else problems.add(`${setting.source}.${name}`, `${JSON.stringify(role)} is not a role; use ${ROLES.join(", ")}`);
+  }
+  return roles;
+}
+
+/** The tokens file must be readable and well-formed at start; its errors name the line. */
+function checkTokensFile(path: string, source: string, problems: Violations): void {
+  let contents: string;
+  try {
+    contents = readFileSync(path, "utf8");
+  } catch (error) {
+    problems.add(source, `cannot read ${path}: ${(error as Error).message}`);
+    return;
+  }
+  try {
+    parseTokens(contents, `${source} (${path})`);
+  } catch (error) {
+    collect(error, problems);
+  }
+}
+
+function syncSettings(raw: unknown, source: string, problems: Violations, env: NodeJS.ProcessEnv): SyncSettings {
+  try {
+    return parseSyncSettings(raw, source, env);
+  } catch (error) {
+    collect(error, problems);
+    return DEFAULT_SYNC_SETTINGS;
+  }
+}
+
+/** A legacy `--sync-config` file: the `sync` section on its own. */
+function loadSyncFile(path: string, source: string, problems: Violations, env: NodeJS.ProcessEnv): SyncSettings {
   let raw: unknown;
   try {
-    raw = parseYaml(readFileSync(file.value, "utf8"));
+    raw = parseYaml(readFileSync(path, "utf8"));
   } catch (error) {
-    problems.add(file.source, `cannot read ${file.value}: ${(error as Error).message}`);
+    problems.add(source, `cannot read ${path}: ${(error as Error).message}`);
     return DEFAULT_SYNC_SETTINGS;
   }
-  try {
-    return parseSyncSettings(raw, file.value, env);
-  } catch (error) {
-    if (!(error instanceof DomainError)) throw error;
-    for (const violation of error.violations) problems.add(violation.field, violation.description);
-    return DEFAULT_SYNC_SETTINGS;
-  }
+  return syncSettings(raw, path, problems, env);
+}
+
+function collect(error: unknown, problems: Violations): void {
+  if (!(error instanceof DomainError)) throw error;
+  if (error.violations.length === 0) problems.add("configuration", error.message);
+  for (const violation of error.violations) problems.add(violation.field, violation.description);
+}
+
+function isMapping(value: unknown): value is Raw {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

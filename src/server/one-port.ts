@@ -2,35 +2,77 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 
 type Handler = (
   request: http.IncomingMessage | http2.Http2ServerRequest,
   response: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+/** PEM contents for serving TLS, and optionally asking clients for certificates. */
+export interface TlsMaterial {
+  cert: string;
+  key: string;
+  /** CA whose client certificates are accepted; clients are asked for one when set. */
+  clientCa?: string;
+}
+
 /**
- * Serves HTTP/2 cleartext (gRPC) and HTTP/1.1 (Connect, gRPC-Web) on one port. Node's
- * `http2.createServer({ allowHTTP1 })` only falls back to HTTP/1.1 under TLS, so each new
+ * Serves HTTP/2 (gRPC) and HTTP/1.1 (Connect, gRPC-Web) on one port.
+ *
+ * Under TLS, ALPN picks the protocol: `http2.createSecureServer({ allowHTTP1 })`. Client
+ * certificates are requested but a connection without one (or with one the CA does not vouch
+ * for) is still accepted, so `/healthz` and grpc.health.v1 stay reachable; the auth interceptor
+ * refuses everything else.
+ *
+ * In cleartext, Node's `http2.createServer({ allowHTTP1 })` ignores allowHTTP1, so each new
  * connection is sniffed instead: HTTP/2 opens with the preface `PRI * HTTP/2.0`, which no
  * HTTP/1.1 request line starts with.
  */
 export class OnePortServer {
   private readonly tcp: net.Server;
-  private readonly h1: http.Server;
-  private readonly h2: http2.Http2Server;
+  private readonly h1: http.Server | null;
+  private readonly h2: http2.Http2Server | http2.Http2SecureServer;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly h1InFlight = new Map<Socket, number>();
   private closing = false;
 
-  constructor(handler: Handler) {
-    this.h1 = http.createServer(handler);
-    this.h2 = http2.createServer(handler);
-    this.h1.on("request", (request: http.IncomingMessage, response: http.ServerResponse) =>
-      this.trackHttp1Request(request.socket, response),
-    );
-    this.h2.on("session", (session) => this.trackSession(session));
-    this.tcp = net.createServer((socket) => this.accept(socket));
+  constructor(handler: Handler, tls?: TlsMaterial) {
+    if (tls) {
+      const secure = http2.createSecureServer(
+        {
+          allowHTTP1: true,
+          ALPNProtocols: ["h2", "http/1.1"],
+          cert: tls.cert,
+          key: tls.key,
+          ca: tls.clientCa,
+          requestCert: tls.clientCa !== undefined,
+          rejectUnauthorized: false,
+        },
+        handler,
+      );
+      secure.on("connection", (socket: Socket) => this.track(socket));
+      secure.on("secureConnection", (socket: TLSSocket) => {
+        this.track(socket);
+        if (socket.alpnProtocol !== "h2") this.h1InFlight.set(socket, 0);
+      });
+      secure.on("request", (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
+        if (!("stream" in request)) this.trackHttp1Request(request.socket, response as http.ServerResponse);
+      });
+      this.h1 = null;
+      this.h2 = secure;
+      this.tcp = secure;
+    } else {
+      const h1 = http.createServer(handler);
+      h1.on("request", (request: http.IncomingMessage, response: http.ServerResponse) =>
+        this.trackHttp1Request(request.socket, response),
+      );
+      this.h1 = h1;
+      this.h2 = http2.createServer(handler);
+      this.tcp = net.createServer((socket) => this.accept(socket));
+    }
+    this.h2.on("session", (session: http2.ServerHttp2Session) => this.trackSession(session));
   }
 
   listen(port: number, host: string): Promise<net.AddressInfo> {
@@ -58,7 +100,8 @@ export class OnePortServer {
     clearTimeout(deadline);
   }
 
-  private accept(socket: Socket): void {
+  /** Remembers an open socket until it closes; returns false (and destroys it) when shutting down. */
+  private track(socket: Socket): boolean {
     this.sockets.add(socket);
     socket.on("close", () => {
       this.sockets.delete(socket);
@@ -66,8 +109,14 @@ export class OnePortServer {
     });
     if (this.closing) {
       socket.destroy();
-      return;
+      return false;
     }
+    return true;
+  }
+
+  private accept(socket: Socket): void {
+    if (!this.track(socket)) return;
+    const h1 = this.h1!;
     // Peek in paused mode ('readable', not 'data'): the socket keeps reading from the network,
     // and whatever was read stays buffered for the server that takes the connection over.
     socket.once("readable", () => {
@@ -81,7 +130,7 @@ export class OnePortServer {
         this.h2.emit("connection", socket);
       } else {
         this.h1InFlight.set(socket, 0);
-        this.h1.emit("connection", socket);
+        h1.emit("connection", socket);
       }
     });
   }

@@ -14,10 +14,45 @@ import { openStores, type Stores } from "../store/stores.js";
 import { SyncLoop } from "../sync/sync-loop.js";
 import type { SyncSettings } from "../sync/sync-settings.js";
 import type { ClusterPoolConfig } from "../core/cluster-pool.js";
-import { HealthStatus, registerHealth } from "./health.js";
+import type { Role } from "../core/roles.js";
+import { isSchemaCurrent, schemaVersion } from "../store/database.js";
+import { authInterceptor, Authenticator, checkExposure, isLoopback, requestContext } from "./auth.js";
+import { HealthStatus, registerHealth, ServingStatus } from "./health.js";
+import { httpRoutes, type Readiness } from "./http-routes.js";
 import { loggingInterceptor, type Logger } from "./logging.js";
+import { metricsInterceptor, ServerMetrics } from "./metrics.js";
 import { OnePortServer } from "./one-port.js";
 import { registerReflection } from "./reflection.js";
+import { readTlsFiles } from "./tls-files.js";
+import { TokenFile } from "./tokens.js";
+
+export interface AuthConfig {
+  /** Bearer tokens: `<token> <role> <name>` per line; re-read when the file changes. */
+  tokensFile?: string;
+  /** Listen beyond loopback without any authentication (refused otherwise). */
+  allowUnauthenticated?: boolean;
+  /** Role of each client certificate, by subject common name (needs tls.clientCaFile). */
+  clientCertificates?: Record<string, Role>;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  /** Ask clients for certificates and accept those this CA signed (mTLS). */
+  clientCaFile?: string;
+  /** Only a client certificate authenticates; bearer tokens are not accepted. */
+  requireClientCertificate?: boolean;
+}
+
+export interface CorsConfig {
+  /** Browser origins allowed to call the API, e.g. https://console.example.com. */
+  allowedOrigins: string[];
+}
+
+export interface MetricsConfig {
+  /** `/metrics` without credentials (the default), or with the same credentials as the API. */
+  public: boolean;
+}
 
 export interface ServerConfig {
   /** Address to bind, for example 127.0.0.1 or 0.0.0.0. */
@@ -34,15 +69,23 @@ export interface ServerConfig {
   domains?: readonly string[];
   /** The cluster-sync loop; it runs in the server process unless disabled. */
   sync?: SyncSettings;
+  auth?: AuthConfig;
+  /** Serve TLS (HTTP/2 via ALPN and HTTP/1.1) instead of cleartext. */
+  tls?: TlsConfig;
+  cors?: CorsConfig;
+  metrics?: MetricsConfig;
+  /** pino level for the server's logger (used by `clusterplane serve`). */
+  logLevel?: string;
 }
 
 export interface RunningServer {
   host: string;
   port: number;
-  /** Base URL for HTTP clients, e.g. http://127.0.0.1:8080. */
+  /** Base URL for HTTP clients, e.g. http://127.0.0.1:8080 (https:// with TLS). */
   url: string;
   stores: Stores;
   health: HealthStatus;
+  metrics: ServerMetrics;
   /** The running sync loop, or null when sync is off. */
   sync: SyncLoop | null;
   /** Graceful shutdown: stop accepting, finish in-flight calls, close the database. */
@@ -59,7 +102,25 @@ const REFLECTED_FILES: readonly DescFile[] = [
   file_health_v1_health,
 ];
 
+/**
+ * Starts the server. Throws a DomainError naming the setting when the configuration cannot be
+ * served safely or its files cannot be used (exposure without auth, tokens file, TLS files).
+ */
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+  checkExposure({
+    host: config.host,
+    tokensFile: config.auth?.tokensFile,
+    clientCaFile: config.tls?.clientCaFile,
+    allowUnauthenticated: config.auth?.allowUnauthenticated,
+  });
+  const tls = config.tls ? readTlsFiles(config.tls) : undefined;
+  const tokens = config.auth?.tokensFile ? new TokenFile(config.auth.tokensFile, logger) : null;
+  const auth = new Authenticator({
+    tokens,
+    clientCertificates: tls?.clientCa !== undefined,
+    requireClientCertificate: config.tls?.requireClientCertificate ?? false,
+    certificateRoles: config.auth?.clientCertificates ?? {},
+  });
   const stores = openStores({
     path: config.databasePath,
     defaultPoolConfig: config.defaultPoolConfig,
@@ -73,18 +134,34 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     registerReflection(router, REFLECTED_FILES);
     registerHealth(router, health);
   };
-  const handler = connectNodeAdapter({
+  const metrics = new ServerMetrics(stores);
+  const unsubscribeMetrics = sync?.onPass((report) => metrics.recordPass(report));
+  const connect = connectNodeAdapter({
     routes,
-    interceptors: [loggingInterceptor(logger), domainErrors],
+    // Outermost first: metrics and logs see every call, including those auth refuses.
+    interceptors: [metricsInterceptor(metrics), loggingInterceptor(logger), authInterceptor(auth), domainErrors],
+    contextValues: requestContext,
   });
-  const transport = new OnePortServer(handler);
+  const handler = httpRoutes({
+    connect,
+    allowedOrigins: config.cors?.allowedOrigins ?? [],
+    metrics,
+    metricsPublic: config.metrics?.public ?? true,
+    auth,
+    readiness: () => readiness(stores, health),
+  });
+  const transport = new OnePortServer(handler, tls);
   let address;
   try {
     address = await transport.listen(config.port, config.host);
   } catch (error) {
+    tokens?.close();
     routing.close();
     stores.db.close();
     throw error;
+  }
+  if (!auth.enabled && !isLoopback(config.host)) {
+    logger.warn({ host: config.host }, "serving WITHOUT authentication beyond loopback (auth.allowUnauthenticated): anyone who reaches the port is an admin");
   }
   sync?.start();
   const host = address.address.includes(":") ? `[${address.address}]` : address.address;
@@ -92,19 +169,42 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   return {
     host: address.address,
     port: address.port,
-    url: `http://${host}:${address.port}`,
+    url: `${tls ? "https" : "http"}://${host}:${address.port}`,
     stores,
     health,
+    metrics,
     sync,
     close() {
       closing ??= (async () => {
         health.shutdown();
         await transport.close(config.shutdownGraceMs);
         await sync?.stop();
+        unsubscribeMetrics?.();
+        tokens?.close();
         routing.close();
         stores.db.close();
       })();
       return closing;
     },
   };
+}
+
+/** `/readyz`: the database answers, every migration is applied, and shutdown has not begun. */
+function readiness(stores: Stores, health: HealthStatus): Readiness {
+  const checks: Record<string, string> = {};
+  let ready = true;
+  try {
+    stores.db.prepare("SELECT 1").get();
+    checks.database = "open";
+    const current = isSchemaCurrent(stores.db);
+    checks.migrations = `${current ? "applied" : "pending"} (schema version ${schemaVersion(stores.db)})`;
+    ready &&= current;
+  } catch (error) {
+    checks.database = `unavailable: ${(error as Error).message}`;
+    checks.migrations = "unknown";
+    ready = false;
+  }
+  const serving = health.get("") === ServingStatus.SERVING;
+  checks.serving = serving ? "serving" : "shutting down";
+  return { ready: ready && serving, checks };
 }

@@ -1,15 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import Database from "better-sqlite3";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { seedProdPool } from "../support/fixtures.js";
+import { bearer, newToken, writeTokensFile } from "../support/auth.js";
+import { testPki } from "../support/kube/test-ca.js";
 
 const BIN = "bin/clusterplane.mjs";
 
@@ -74,5 +76,65 @@ describe("clusterplane serve (the process npm start runs)", () => {
     expect(result.status).toBe(2);
     expect(result.stderr).toContain("--port");
     expect(result.stderr).toContain("whole number");
+  });
+
+  it("serves TLS with bearer tokens from a --config file, and still stops cleanly on SIGTERM", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "clusterplane-serve-tls-"));
+    const pki = testPki("serve-process");
+    writeFileSync(join(dir, "server.crt"), pki.serverCertPem);
+    writeFileSync(join(dir, "server.key"), pki.serverKeyPem);
+    const admin = newToken("admin", "ops");
+    writeTokensFile(join(dir, "tokens"), [admin]);
+    const config = join(dir, "clusterplane.yaml");
+    writeFileSync(
+      config,
+      [
+        "server:",
+        "  port: 0",
+        `  database: ${join(dir, "state.db")}`,
+        "  shutdownGrace: 5s",
+        "auth:",
+        `  tokensFile: ${join(dir, "tokens")}`,
+        "tls:",
+        `  certFile: ${join(dir, "server.crt")}`,
+        `  keyFile: ${join(dir, "server.key")}`,
+        "sync:",
+        "  enabled: false",
+        "",
+      ].join("\n"),
+    );
+    const { child, lines, url } = await startServeProcess(["--config", config]);
+    expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const nodeOptions = { ca: pki.caCertPem, servername: "localhost" };
+    const pools = createClient(ClusterPoolService, createGrpcTransport({ baseUrl: url, nodeOptions, interceptors: [bearer(admin.token)] }));
+    expect((await pools.listClusterPools({})).clusterPools.map((pool) => pool.name)).toEqual(["default"]);
+    const anonymous = createClient(ClusterPoolService, createGrpcTransport({ baseUrl: url, nodeOptions }));
+    const refused = await anonymous.listClusterPools({}).catch((error: unknown) => ConnectError.from(error));
+    expect((refused as ConnectError).code).toBe(Code.Unauthenticated);
+    const listening = lines.find((line) => line.msg.includes("listening"));
+    expect(listening).toMatchObject({ auth: `bearer tokens from ${join(dir, "tokens")}` });
+
+    child.kill("SIGTERM");
+    expect(await exited(child)).toBe(0);
+    expect(JSON.stringify(lines)).not.toContain(admin.token);
+  });
+
+  it("refuses to listen beyond loopback without authentication (exit code 2)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "clusterplane-serve-open-"));
+    const result = spawnSync(process.execPath, [BIN, "serve", "--host", "0.0.0.0", "--port", "0", "--db", join(dir, "state.db"), "--no-sync"], {
+      encoding: "utf8",
+    });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain("refusing to listen on 0.0.0.0 without authentication");
+    expect(result.stderr).toContain("auth.tokensFile");
+    expect(result.stderr).toContain("--allow-unauthenticated");
+  });
+
+  it("refuses a configuration file with an unknown key, naming it (exit code 2)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "clusterplane-serve-config-"));
+    writeFileSync(join(dir, "clusterplane.yaml"), "server:\n  prot: 8080\n");
+    const result = spawnSync(process.execPath, [BIN, "serve", "--config", join(dir, "clusterplane.yaml")], { encoding: "utf8" });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain("server.prot: unknown key; did you mean port?");
   });
 });

@@ -33,11 +33,20 @@ export class GrpcJsError extends Error {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type UnaryCaller = (method: string, request: object) => Promise<any>;
 
+export interface GrpcJsOptions {
+  /** Sent with every call, e.g. `{ authorization: "Bearer …" }`. */
+  metadata?: Record<string, string>;
+  /** TLS credentials; cleartext by default. */
+  credentials?: grpc.ChannelCredentials;
+  /** Channel options, e.g. `grpc.ssl_target_name_override`. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
 /**
  * A @grpc/grpc-js client for any service descriptor, using protobuf-es for (de)serialization,
  * so the test exercises grpc-js's own HTTP/2 stack against our server.
  */
-export function grpcJsClient(service: DescService, address: string): { call: UnaryCaller; close(): void } {
+export function grpcJsClient(service: DescService, address: string, options: GrpcJsOptions = {}): { call: UnaryCaller; close(): void } {
   const definition: Record<string, grpc.MethodDefinition<object, object>> = {};
   for (const method of service.methods) {
     definition[method.name] = {
@@ -52,12 +61,14 @@ export function grpcJsClient(service: DescService, address: string): { call: Una
     };
   }
   const Constructor = grpc.makeGenericClientConstructor(definition, service.name);
-  const client = new Constructor(address, grpc.credentials.createInsecure());
+  const client = new Constructor(address, options.credentials ?? grpc.credentials.createInsecure(), options.channelOptions);
+  const metadata = new grpc.Metadata();
+  for (const [key, value] of Object.entries(options.metadata ?? {})) metadata.set(key, value);
   const call: UnaryCaller = (method, request) =>
     new Promise((resolve, reject) => {
       const fn = (client as unknown as Record<string, Function>)[method];
       if (!fn) throw new Error(`no method ${method}`);
-      fn.call(client, request, (error: grpc.ServiceError | null, response: unknown) => {
+      fn.call(client, request, metadata, (error: grpc.ServiceError | null, response: unknown) => {
         if (error) reject(new GrpcJsError(error.code, error.details));
         else resolve(response);
       });
@@ -69,8 +80,12 @@ export function grpcJsClient(service: DescService, address: string): { call: Una
  * The grpc-js client shaped like a Connect client (methods by local name, errors as
  * ConnectError with the gRPC code), so one scenario can run over every client stack.
  */
-export function grpcJsAsConnectClient<S extends DescService>(service: S, address: string): Client<S> & { close(): void } {
-  const { call, close } = grpcJsClient(service, address);
+export function grpcJsAsConnectClient<S extends DescService>(
+  service: S,
+  address: string,
+  options: GrpcJsOptions = {},
+): Client<S> & { close(): void } {
+  const { call, close } = grpcJsClient(service, address, options);
   const client: Record<string, unknown> = { close };
   for (const method of service.methods) {
     client[method.localName] = (request: object) =>

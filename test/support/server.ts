@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { startServer, type RunningServer, type ServerConfig } from "../../src/server/server.js";
+import type { Logger } from "../../src/server/logging.js";
 
 export interface TestServer extends RunningServer {
   dir: string;
@@ -10,13 +11,27 @@ export interface TestServer extends RunningServer {
   stop(): Promise<void>;
 }
 
-/** A real server on a free loopback port with a fresh SQLite file; the sync loop is off unless configured. */
-export async function startTestServer(overrides: Partial<ServerConfig> = {}): Promise<TestServer> {
+export interface TestServerOptions {
+  /** Where the server logs; silent (or TEST_LOG_LEVEL) by default. */
+  logger?: Logger;
+}
+
+/**
+ * A real server on a free loopback port with a fresh SQLite file; the sync loop is off unless
+ * configured, and so is authentication (no tokens file, loopback only), so tests need no token.
+ */
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, options: TestServerOptions = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "clusterplane-e2e-"));
-  const server = await startServer(
-    { host: "127.0.0.1", port: 0, databasePath: join(dir, "clusterplane.db"), shutdownGraceMs: 2_000, ...overrides },
-    pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-  );
+  let server: RunningServer;
+  try {
+    server = await startServer(
+      { host: "127.0.0.1", port: 0, databasePath: join(dir, "clusterplane.db"), shutdownGraceMs: 2_000, ...overrides },
+      options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    );
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     ...server,
     dir,

@@ -96,3 +96,42 @@ function baseCertificate(publicKey: forge.pki.PublicKey, commonName: string): fo
   cert.setSubject([{ name: "commonName", value: commonName }]);
   return cert;
 }
+
+/** A client certificate and its key (PEM), for mutual TLS. */
+export interface TestClientCertificate {
+  certPem: string;
+  keyPem: string;
+}
+
+const clientCache = new Map<string, TestClientCertificate>();
+
+/**
+ * A client certificate with subject CN `commonName`, signed by the CA of the PKI called
+ * `pkiName` (see testPki); made once per process and cached.
+ */
+export function testClientCertificate(pkiName: string, commonName: string): TestClientCertificate {
+  const key = `${pkiName}\0${commonName}`;
+  let issued = clientCache.get(key);
+  if (!issued) {
+    const pki = testPki(pkiName);
+    const ca: Ca = {
+      cert: forge.pki.certificateFromPem(pki.caCertPem),
+      keys: {
+        privateKey: forge.pki.privateKeyFromPem(pki.caKeyPem) as forge.pki.rsa.PrivateKey,
+        publicKey: forge.pki.certificateFromPem(pki.caCertPem).publicKey as forge.pki.rsa.PublicKey,
+      },
+    };
+    const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
+    const cert = baseCertificate(keys.publicKey, commonName);
+    cert.setIssuer(ca.cert.subject.attributes);
+    cert.setExtensions([
+      { name: "basicConstraints", cA: false },
+      { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: "extKeyUsage", clientAuth: true },
+    ]);
+    cert.sign(ca.keys.privateKey, forge.md.sha256.create());
+    issued = { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
+    clientCache.set(key, issued);
+  }
+  return issued;
+}

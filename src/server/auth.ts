@@ -1,0 +1,184 @@
+import type http from "node:http";
+import type http2 from "node:http2";
+import { isIP } from "node:net";
+import { TLSSocket } from "node:tls";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createContextKey, createContextValues, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { DomainError } from "../core/errors.js";
+import { mayCall, procedureKind, rolesAllowed, type ProcedureKind, type Role } from "../core/roles.js";
+import type { TokenFile } from "./tokens.js";
+
+/** Who is calling, as the logs show it. Never carries the credential itself. */
+export interface Identity {
+  name: string;
+  /** null: a verified client certificate that no role is mapped to. */
+  role: Role | null;
+  /** How the caller proved it: a bearer token, a client certificate, or nothing (auth is off). */
+  via: "token" | "client-certificate" | "none";
+}
+
+/** What the TLS layer learned about the client's certificate. */
+export interface PeerCertificate {
+  presented: boolean;
+  /** Verified against the configured client CA. */
+  authorized: boolean;
+  commonName?: string;
+  error?: string;
+}
+
+/** Set by the transport (per request) for the auth interceptor. */
+export const peerKey = createContextKey<PeerCertificate | undefined>(undefined, { description: "TLS client certificate" });
+/** Set by the auth interceptor, read by the logging interceptor. */
+export const identityKey = createContextKey<Identity | undefined>(undefined, { description: "caller identity" });
+
+export interface AuthOptions {
+  /** Bearer tokens, or null when none are configured. */
+  tokens: TokenFile | null;
+  /** Client certificates are requested and verified against a CA. */
+  clientCertificates: boolean;
+  /** A verified client certificate is the only accepted credential (bearer tokens are ignored). */
+  requireClientCertificate: boolean;
+  /** Role of each client certificate, by subject common name. */
+  certificateRoles: Readonly<Record<string, Role>>;
+}
+
+const ANONYMOUS: Identity = { name: "anonymous", role: "admin", via: "none" };
+
+type AuthOutcome = { identity: Identity } | { code: Code.Unauthenticated; message: string };
+
+/**
+ * Turns credentials into an identity. With neither tokens nor client certificates configured,
+ * auth is off and every caller is an anonymous admin (the server then refuses to listen beyond
+ * loopback unless told to run open; see `checkExposure`).
+ */
+export class Authenticator {
+  constructor(private readonly options: AuthOptions) {}
+
+  get enabled(): boolean {
+    return this.options.tokens !== null || this.options.clientCertificates;
+  }
+
+  authenticate(authorization: string | null, peer: PeerCertificate | undefined): AuthOutcome {
+    if (!this.enabled) return { identity: ANONYMOUS };
+    if (this.options.clientCertificates && peer?.presented) {
+      if (!peer.authorized) {
+        return { code: Code.Unauthenticated, message: `client certificate not trusted: ${peer.error ?? "not signed by the configured client CA"}` };
+      }
+      const cn = peer.commonName ?? "";
+      const role = Object.hasOwn(this.options.certificateRoles, cn) ? this.options.certificateRoles[cn] : undefined;
+      // A verified certificate without a role is an authenticated caller with no rights.
+      return { identity: { name: cn, role: role ?? null, via: "client-certificate" } };
+    }
+    if (this.options.requireClientCertificate || !this.options.tokens) {
+      return { code: Code.Unauthenticated, message: "a client certificate signed by the configured client CA is required" };
+    }
+    if (authorization === null || authorization === "") {
+      return { code: Code.Unauthenticated, message: "missing credentials: send the header Authorization: Bearer <token>" };
+    }
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization);
+    if (!match) return { code: Code.Unauthenticated, message: "the Authorization header must be Bearer <token>" };
+    const owner = this.options.tokens.lookup(match[1]!);
+    if (!owner) return { code: Code.Unauthenticated, message: "unknown bearer token" };
+    return { identity: { name: owner.name, role: owner.role, via: "token" } };
+  }
+
+  /** Whether `identity` may call a procedure of `kind`; a message saying why not otherwise. */
+  authorize(identity: Identity, kind: ProcedureKind, procedure: string): string | null {
+    if (identity.role === null) return `client certificate "${identity.name}" has no role; map its common name in auth.clientCertificates`;
+    if (mayCall(identity.role, kind)) return null;
+    return `${identity.name} (role ${identity.role}) may not call ${procedure}: it is a ${kind} and needs role ${rolesAllowed(kind).join(" or ")}`;
+  }
+}
+
+/**
+ * Authenticates and authorizes every RPC: UNAUTHENTICATED without valid credentials,
+ * PERMISSION_DENIED when the caller's role lacks the right. grpc.health.v1 stays open.
+ */
+export function authInterceptor(auth: Authenticator): Interceptor {
+  const kinds = new WeakMap<DescMethod, ProcedureKind>();
+  const kindOf = (method: DescMethod) => {
+    let kind = kinds.get(method);
+    if (kind === undefined) {
+      kind = procedureKind({
+        service: method.parent.typeName,
+        method: method.name,
+        sideEffectFree: method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
+      });
+      kinds.set(method, kind);
+    }
+    return kind;
+  };
+  return (next) => async (request) => {
+    if (!auth.enabled) return next(request);
+    const kind = kindOf(request.method);
+    if (kind === "open") return next(request);
+    const outcome = auth.authenticate(request.header.get("authorization"), request.contextValues.get(peerKey));
+    if ("code" in outcome) throw new ConnectError(outcome.message, outcome.code);
+    request.contextValues.set(identityKey, outcome.identity);
+    const denied = auth.authorize(outcome.identity, kind, `${request.service.typeName}/${request.method.name}`);
+    if (denied) throw new ConnectError(denied, Code.PermissionDenied);
+    return next(request);
+  };
+}
+
+type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+
+/** Context values for connect-node: the TLS client certificate of the connection, if any. */
+export function requestContext(request: NodeRequest): ContextValues {
+  const values = createContextValues();
+  const peer = peerOf(request);
+  if (peer) values.set(peerKey, peer);
+  return values;
+}
+
+const peers = new WeakMap<object, PeerCertificate | undefined>();
+
+/** The client certificate of the connection `request` came on; undefined over cleartext. */
+export function peerOf(request: NodeRequest): PeerCertificate | undefined {
+  const socket = "stream" in request ? request.stream.session?.socket : request.socket;
+  if (!socket || !(socket instanceof TLSSocket)) return undefined;
+  // One TLS connection carries many requests; its certificate does not change.
+  const key = "stream" in request ? (request.stream.session ?? socket) : socket;
+  if (peers.has(key)) return peers.get(key);
+  const certificate = socket.getPeerCertificate();
+  const presented = certificate !== null && typeof certificate === "object" && Object.keys(certificate).length > 0;
+  const cn = presented ? certificate.subject?.CN : undefined;
+  const peer: PeerCertificate = {
+    presented,
+    authorized: presented && socket.authorized,
+    commonName: Array.isArray(cn) ? cn[0] : cn,
+    error: socket.authorizationError ? String(socket.authorizationError) : undefined,
+  };
+  peers.set(key, peer);
+  return peer;
+}
+
+/** Loopback: 127.0.0.0/8, ::1 (also IPv4-mapped) and localhost. */
+export function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, "").toLowerCase();
+  if (bare === "localhost") return true;
+  if (isIP(bare) === 4) return bare.startsWith("127.");
+  if (isIP(bare) === 6) return bare === "::1" || /^::ffff:127\./.test(bare) || /^0*:(0*:){6}0*1$/.test(bare);
+  return false;
+}
+
+export interface ExposureSettings {
+  host: string;
+  tokensFile?: string;
+  clientCaFile?: string;
+  allowUnauthenticated?: boolean;
+}
+
+/**
+ * The open-bind rule: without tokens or client certificates, anyone who can reach the port is
+ * an admin, so only loopback is allowed unless the operator explicitly says to run open.
+ */
+export function checkExposure(settings: ExposureSettings): void {
+  if (settings.tokensFile || settings.clientCaFile || settings.allowUnauthenticated || isLoopback(settings.host)) return;
+  const message =
+    `refusing to listen on ${settings.host} without authentication: anyone who reaches it could change routing. ` +
+    "Configure auth.tokensFile (--tokens-file) or client certificates (tls.clientCaFile), " +
+    "or pass --allow-unauthenticated (auth.allowUnauthenticated: true) to run open on purpose";
+  throw new DomainError("invalid_argument", `server.host: ${message}`, [{ field: "server.host", description: message }]);
+}

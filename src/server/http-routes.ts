@@ -1,0 +1,113 @@
+import type http from "node:http";
+import type http2 from "node:http2";
+import { cors as connectCors } from "@connectrpc/connect";
+import type { Authenticator } from "./auth.js";
+import { peerOf } from "./auth.js";
+import type { ServerMetrics } from "./metrics.js";
+
+type Request = http.IncomingMessage | http2.Http2ServerRequest;
+type Response = http.ServerResponse | http2.Http2ServerResponse;
+export type NodeHandler = (request: Request, response: Response) => void;
+
+/** What the browser may send and see: Connect's and gRPC-Web's headers, plus ours. */
+export const CORS_ALLOWED_METHODS = connectCors.allowedMethods;
+export const CORS_ALLOWED_HEADERS = [...connectCors.allowedHeaders, "Authorization", "X-Request-Id"];
+export const CORS_EXPOSED_HEADERS = [...connectCors.exposedHeaders, "X-Request-Id"];
+const CORS_MAX_AGE_SECONDS = 7200;
+
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, string>;
+}
+
+export interface HttpRoutesOptions {
+  /** The Connect handler (gRPC, gRPC-Web, Connect) for everything else. */
+  connect: NodeHandler;
+  /** Browser origins (`https://console.example.com`) allowed to call the API. */
+  allowedOrigins: readonly string[];
+  metrics: ServerMetrics;
+  /** When false, `/metrics` needs the same credentials as the API (any role). */
+  metricsPublic: boolean;
+  auth: Authenticator;
+  /** `/readyz`: database open, migrations applied, not shutting down. */
+  readiness(): Readiness;
+}
+
+/**
+ * Plain-HTTP routes beside the RPCs: `/healthz` (liveness), `/readyz` (readiness), `/metrics`
+ * (Prometheus), and CORS for browser origins in front of Connect.
+ */
+export function httpRoutes(options: HttpRoutesOptions): NodeHandler {
+  const origins = new Set(options.allowedOrigins.map(normalizeOrigin));
+  return (request, response) => {
+    const path = (request.url ?? "/").split("?")[0];
+    switch (path) {
+      case "/healthz":
+        return plain(request, response, 200, "text/plain; charset=utf-8", "ok\n");
+      case "/readyz": {
+        const readiness = options.readiness();
+        const body = JSON.stringify({ status: readiness.ready ? "ready" : "not ready", checks: readiness.checks }) + "\n";
+        return plain(request, response, readiness.ready ? 200 : 503, "application/json", body);
+      }
+      case "/metrics":
+        return void serveMetrics(options, request, response);
+    }
+    const origin = header(request, "origin");
+    if (origin === undefined) return options.connect(request, response);
+    const allowed = origins.has(normalizeOrigin(origin));
+    const preflight = request.method === "OPTIONS" && header(request, "access-control-request-method") !== undefined;
+    response.setHeader("Vary", "Origin");
+    if (!allowed) {
+      // No Access-Control-Allow-Origin: the browser will not let the page read anything, and
+      // nothing is executed for an origin that is not on the list.
+      return plain(request, response, 403, "text/plain; charset=utf-8", `origin ${origin} is not allowed\n`);
+    }
+    response.setHeader("Access-Control-Allow-Origin", origin);
+    if (preflight) {
+      response.setHeader("Access-Control-Allow-Methods", CORS_ALLOWED_METHODS.join(", "));
+      response.setHeader("Access-Control-Allow-Headers", CORS_ALLOWED_HEADERS.join(", "));
+      response.setHeader("Access-Control-Max-Age", String(CORS_MAX_AGE_SECONDS));
+      response.writeHead(204);
+      response.end();
+      return;
+    }
+    response.setHeader("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS.join(", "));
+    options.connect(request, response);
+  };
+}
+
+async function serveMetrics(options: HttpRoutesOptions, request: Request, response: Response): Promise<void> {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return plain(request, response, 405, "text/plain; charset=utf-8", "use GET\n");
+  }
+  if (!options.metricsPublic) {
+    const outcome = options.auth.authenticate(header(request, "authorization") ?? null, peerOf(request));
+    if ("code" in outcome) {
+      response.setHeader("WWW-Authenticate", 'Bearer realm="clusterplane"');
+      return plain(request, response, 401, "text/plain; charset=utf-8", `${outcome.message}\n`);
+    }
+    if (outcome.identity.role === null) return plain(request, response, 403, "text/plain; charset=utf-8", "no role\n");
+  }
+  try {
+    plain(request, response, 200, options.metrics.contentType, await options.metrics.text());
+  } catch (error) {
+    plain(request, response, 500, "text/plain; charset=utf-8", `cannot collect metrics: ${(error as Error).message}\n`);
+  }
+}
+
+function plain(request: Request, response: Response, status: number, contentType: string, body: string): void {
+  if (response.headersSent) return;
+  response.writeHead(status, { "Content-Type": contentType, "Cache-Control": "no-store" });
+  if (request.method === "HEAD") response.end();
+  else response.end(body);
+}
+
+function header(request: Request, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Origins compare by scheme, host and port; case and a trailing slash do not matter. */
+export function normalizeOrigin(origin: string): string {
+  return origin.trim().replace(/\/+$/, "").toLowerCase();
+}

@@ -1,0 +1,118 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Stores } from "../store/stores.js";
+import type { ClusterReport } from "../sync/sync-loop.js";
+
+/** Seconds; RPCs served from memory take microseconds, writes a few milliseconds. */
+const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+let processRegistry: Registry | undefined;
+
+/**
+ * Node's process metrics (CPU, memory, event-loop lag, GC), collected once per process however
+ * many servers it runs (tests start several), and shown by each.
+ */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/** The gRPC name of a status code: OK, UNAUTHENTICATED, PERMISSION_DENIED, … */
+export function grpcCodeName(code: Code | null): string {
+  if (code === null) return "OK";
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+/** One Prometheus registry per server: RPCs, latency, and the cluster-sync loop. */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly rpcRequests = new Counter({
+    name: "clusterplane_rpc_requests_total",
+    help: "RPCs handled, by service, method and gRPC status code.",
+    labelNames: ["service", "method", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly rpcDuration = new Histogram({
+    name: "clusterplane_rpc_duration_seconds",
+    help: "Time to answer an RPC (for streams: until the response starts), by service and method.",
+    labelNames: ["service", "method"] as const,
+    buckets: RPC_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly syncPasses = new Counter({
+    name: "clusterplane_sync_passes_total",
+    help: "Cluster-sync passes run by this process, by cluster and outcome (success or failure).",
+    labelNames: ["org", "cluster", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly syncApplied = new Counter({
+    name: "clusterplane_sync_objects_applied_total",
+    help: "Objects applied to a cluster (created or changed) by this process's sync passes.",
+    labelNames: ["org", "cluster"] as const,
+    registers: [this.registry],
+  });
+  readonly syncFailed = new Counter({
+    name: "clusterplane_sync_objects_failed_total",
+    help: "Objects that failed to apply to a cluster in this process's sync passes.",
+    labelNames: ["org", "cluster"] as const,
+    registers: [this.registry],
+  });
+
+  constructor(stores: Stores) {
+    new Gauge({
+      name: "clusterplane_sync_last_success_timestamp_seconds",
+      help: "When the last successful sync pass of a cluster ended (Unix seconds), as stored in the database.",
+      labelNames: ["org", "cluster"] as const,
+      registers: [this.registry],
+      // Read at scrape time from the database, so it survives restarts, includes passes run by
+      // `clusterplane sync --once`, and drops clusters that were deleted.
+      collect() {
+        this.reset();
+        if (!stores.db.open) return;
+        for (const cluster of stores.clusters.all()) {
+          const success = cluster.sync?.lastSuccessTime;
+          if (success) this.set({ org: cluster.org, cluster: cluster.name }, success.getTime() / 1000);
+        }
+      },
+    });
+  }
+
+  /** Counts one finished sync pass (SyncLoop.onPass). */
+  recordPass(report: ClusterReport): void {
+    const labels = { org: report.org, cluster: report.cluster };
+    const ok = report.failed === 0 && !report.aborted;
+    this.syncPasses.inc({ ...labels, outcome: ok ? "success" : "failure" });
+    this.syncApplied.inc(labels, report.applied);
+    this.syncFailed.inc(labels, report.failed);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus text exposition: this server's metrics, then the process's. */
+  async text(): Promise<string> {
+    return (await this.registry.metrics()) + (await processMetrics().metrics());
+  }
+}
+
+/** Counts every RPC by service, method and code, and observes its duration. */
+export function metricsInterceptor(metrics: ServerMetrics): Interceptor {
+  return (next) => async (request) => {
+    const labels = { service: request.service.typeName, method: request.method.name };
+    const stop = metrics.rpcDuration.startTimer(labels);
+    let code: Code | null = null;
+    try {
+      return await next(request);
+    } catch (error) {
+      code = ConnectError.from(error).code;
+      throw error;
+    } finally {
+      stop();
+      metrics.rpcRequests.inc({ ...labels, code: grpcCodeName(code) });
+    }
+  };
+}

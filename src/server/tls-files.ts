@@ -1,0 +1,68 @@
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
+import { Violations } from "../core/errors.js";
+import type { TlsMaterial } from "./one-port.js";
+
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+  clientCaFile?: string;
+}
+
+/** How each file is called in messages: the config key, flag or variable it came from. */
+export interface TlsFileNames {
+  certFile: string;
+  keyFile: string;
+  clientCaFile: string;
+}
+
+const KEYS: TlsFileNames = { certFile: "tls.certFile", keyFile: "tls.keyFile", clientCaFile: "tls.clientCaFile" };
+
+/**
+ * Reads the certificate, key and client CA, and checks that OpenSSL accepts them together (PEM
+ * that parses, a key that matches the certificate). Throws a DomainError naming each bad file.
+ */
+export function readTlsFiles(files: TlsFiles, names: TlsFileNames = KEYS): TlsMaterial {
+  const problems = new Violations();
+  const read = (key: keyof TlsFileNames, path: string | undefined) => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path, "utf8");
+    } catch (error) {
+      problems.add(names[key], `cannot read ${path}: ${(error as Error).message}`);
+      return undefined;
+    }
+  };
+  const cert = read("certFile", files.certFile);
+  const key = read("keyFile", files.keyFile);
+  const clientCa = read("clientCaFile", files.clientCaFile);
+  problems.throwIfAny();
+  const material: TlsMaterial = { cert: cert!, key: key!, clientCa };
+  try {
+    createSecureContext({ cert: material.cert });
+  } catch (error) {
+    problems.add(names.certFile, `${files.certFile} is not a PEM certificate OpenSSL accepts (${(error as Error).message})`);
+  }
+  if (clientCa !== undefined) {
+    try {
+      createSecureContext({ ca: clientCa });
+    } catch (error) {
+      problems.add(names.clientCaFile, `${files.clientCaFile} is not a PEM CA certificate OpenSSL accepts (${(error as Error).message})`);
+    }
+  }
+  if (problems.isEmpty) {
+    try {
+      createSecureContext({ cert: material.cert, key: material.key });
+    } catch (error) {
+      const reason = (error as Error).message;
+      problems.add(
+        names.keyFile,
+        /mismatch/i.test(reason)
+          ? `${files.keyFile} is not the private key of the certificate in ${files.certFile} (${reason})`
+          : `${files.keyFile} is not a PEM private key OpenSSL accepts (${reason})`,
+      );
+    }
+  }
+  problems.throwIfAny();
+  return material;
+}
