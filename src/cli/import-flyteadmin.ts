@@ -120,8 +120,16 @@ function readClusters(section: Mapping, at: string, overrides: Map<string, strin
     if (!enabled) notes.push(`${here} is not enabled: true, so flyteadmin does not route to it; it is registered disabled (later: clusterplane update cluster ${name} --enabled true)`);
     const override = overrides.get(name);
     overrides.delete(name);
-    const endpoint = override ?? (typeof raw.endpoint === "string" ? raw.endpoint : "");
-    entries.push({ name, endpoint, enabled, auth: entryAuth, placeholder: PLACEHOLDER.test(endpoint) });
+    const given = override ?? (typeof raw.endpoint === "string" ? raw.endpoint : "");
+    const placeholder = PLACEHOLDER.test(given);
+    if (placeholder) {
+      // A documentation placeholder is no cluster: register it disabled, without an endpoint, until the operator fills it in.
+      notes.push(
+        `${here}.endpoint ${given} is a placeholder: registered disabled without an endpoint ` +
+          `(later: clusterplane update cluster ${name} --endpoint https://… --enabled true, or import again with --cluster-endpoint ${name}=https://…)`,
+      );
+    }
+    entries.push({ name, endpoint: placeholder ? "" : given, enabled: enabled && !placeholder, auth: entryAuth, placeholder });
   });
   return entries;
 }
@@ -303,7 +311,7 @@ async function planClusters({ api, org }: Session, entries: ClusterEntry[], pool
   const steps: Step[] = [];
   for (const entry of entries) {
     const step = { kind: "cluster" as const, name: entry.name };
-    const detail = `${entry.endpoint}${entry.placeholder ? " (placeholder: pass --cluster-endpoint)" : ""}, ${entry.enabled ? "enabled" : "disabled"}, ${describeAuth(entry.auth)}`;
+    const detail = `${entry.placeholder ? "(no endpoint yet: placeholder)" : entry.endpoint}, ${entry.enabled ? "enabled" : "disabled"}, ${describeAuth(entry.auth)}`;
     const current = await existing(async () => (await api.clusters.getCluster({ org, name: entry.name })).cluster!);
     if (!current) {
       const cluster = { org, name: entry.name, pool, endpoint: entry.endpoint, enabled: entry.enabled, auth: authOf(entry) };
@@ -423,16 +431,9 @@ export function registerImport(program: Command, verbs: Verbs): void {
       }
 
       const pending = steps.filter((step) => step.run);
-      const placeholders = imported.clusters.filter((entry) => entry.placeholder && pending.some((step) => step.kind === "cluster" && step.name === entry.name));
       if (dryRun) {
         out(`Dry run: nothing changed (${pending.length} change${pending.length === 1 ? "" : "s"} to make).\n`);
         return;
-      }
-      if (placeholders.length > 0) {
-        throw new CliError(
-          `the endpoints of ${placeholders.map((entry) => entry.name).join(", ")} are placeholders; put the real URLs in the file ` +
-            `or pass ${placeholders.map((entry) => `--cluster-endpoint ${entry.name}=https://…`).join(" ")}. Nothing was changed.`,
-        );
       }
       if (pending.length === 0) {
         if (imported.clustersAt) out("Nothing to change: everything is already registered.\n");

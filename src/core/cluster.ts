@@ -41,14 +41,19 @@ export interface ClusterChanges {
   auth?: ClusterAuth;
 }
 
+export const ENDPOINT_REQUIRED =
+  "is required to enable a cluster (unless auth is in_cluster): the https URL of its Kubernetes API, for example https://10.0.0.1:443";
+
 export const UPDATABLE_CLUSTER_FIELDS = ["endpoint", "enabled", "auth"] as const;
 
-/** Checks an endpoint: an https URL of a Kubernetes API server; empty only for in-cluster auth. */
-export function checkEndpoint(endpoint: string, auth: ClusterAuth | undefined, field: string, violations: Violations): void {
+/**
+ * Checks an endpoint: an https URL of a Kubernetes API server. It may be empty for in-cluster auth,
+ * and while the cluster is disabled (registered ahead of knowing its address, as an import of a
+ * configuration with placeholders does); enabling such a cluster needs an endpoint.
+ */
+export function checkEndpoint(endpoint: string, auth: ClusterAuth | undefined, enabled: boolean, field: string, violations: Violations): void {
   if (endpoint === "") {
-    if (auth?.kind !== "in_cluster") {
-      violations.add(field, "is required: the https URL of the cluster's Kubernetes API, for example https://10.0.0.1:443");
-    }
+    if (auth?.kind !== "in_cluster" && enabled) violations.add(field, ENDPOINT_REQUIRED);
     return;
   }
   let url: URL | undefined;

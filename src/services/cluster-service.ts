@@ -36,14 +36,15 @@ export function clusterService(clusters: ClusterRepository): ServiceImpl<typeof 
       if (cluster.pool !== "") violations.add("cluster.pool", checkResourceName(cluster.pool));
       const auth = fromAuthMessage(cluster.auth);
       checkAuth(auth, "cluster.auth", violations);
-      checkEndpoint(cluster.endpoint, auth, "cluster.endpoint", violations);
+      const enabled = cluster.enabled ?? true;
+      checkEndpoint(cluster.endpoint, auth, enabled, "cluster.endpoint", violations);
       violations.throwIfAny();
       const created = clusters.create({
         org: cluster.org,
         name: cluster.name,
         pool: cluster.pool || DEFAULT_POOL_NAME,
         endpoint: cluster.endpoint,
-        enabled: cluster.enabled ?? true,
+        enabled,
         auth: auth!,
       });
       return { cluster: toMessage(created) };
@@ -78,7 +79,7 @@ export function clusterService(clusters: ClusterRepository): ServiceImpl<typeof 
       });
       if (paths.includes("auth")) checkAuth(changes.auth, "cluster.auth", violations);
       if (changes.endpoint !== undefined && changes.endpoint !== "") {
-        checkEndpoint(changes.endpoint, changes.auth, "cluster.endpoint", violations);
+        checkEndpoint(changes.endpoint, changes.auth, true, "cluster.endpoint", violations);
       }
       violations.throwIfAny();
       const updated = clusters.update(cluster.org, cluster.name, changes, cluster.etag, cluster.pool);

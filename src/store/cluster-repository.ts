@@ -1,4 +1,4 @@
-import type { Cluster, ClusterAuth, ClusterChanges, ClusterState } from "../core/cluster.js";
+import { ENDPOINT_REQUIRED, type Cluster, type ClusterAuth, type ClusterChanges, type ClusterState } from "../core/cluster.js";
 import { alreadyExists, failedPrecondition, invalidArgument, listInWords, notFound } from "../core/errors.js";
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
@@ -131,8 +131,8 @@ export class ClusterRepository {
       checkEtag("cluster", name, etag, current.etag);
       if (pool !== "" && pool !== current.pool) throw cannotMove(name, current.pool, pool);
       const next = { ...current, ...changes };
-      if (next.endpoint === "" && next.auth.kind !== "in_cluster") {
-        throw invalidArgument([{ field: "cluster.endpoint", description: "is required unless auth is in_cluster" }]);
+      if (next.endpoint === "" && next.auth.kind !== "in_cluster" && next.enabled) {
+        throw invalidArgument([{ field: "cluster.endpoint", description: ENDPOINT_REQUIRED }]);
       }
       this.db
         .prepare(

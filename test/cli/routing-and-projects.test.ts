@@ -4,8 +4,8 @@ import { startTestServer, type TestServer } from "../support/server.js";
 import { cliAgainst, fixture, tableRows, type Cli } from "./run-cli.js";
 
 const WALK_THROUGH_MS = 120_000;
-// The seed's endpoints are documentation placeholders (`https://<DATAPLANE-1-K8S-API-ENDPOINT>:443`);
-// an operator fills them in, here with --cluster-endpoint.
+// The seed's endpoints are documentation placeholders (`https://<DATAPLANE-1-K8S-API-ENDPOINT>:443`):
+// imported as is, the clusters are registered disabled without an endpoint; --cluster-endpoint fills them in.
 const ENDPOINTS = [
   "--cluster-endpoint", "dataplane_1=https://dataplane1.example.com:443",
   "--cluster-endpoint", "dataplane_2=https://dataplane2.example.com:443",
@@ -27,23 +27,27 @@ describe("clusterplane CLI: the multi-cluster seed (flyteadmin import, labels, e
       const dryRun = await cli(["import", "flyteadmin", fixture("values-override.yaml"), "--dry-run"]);
       expect(dryRun.code).toBe(0);
       expect(dryRun.stdout).toContain("(configmap.clusters), into pool default");
-      expect(dryRun.stdout).toMatch(/cluster +dataplane_1 +create +https:\/\/<DATAPLANE-1-K8S-API-ENDPOINT>\.com:443 \(placeholder/);
+      expect(dryRun.stdout).toMatch(/cluster +dataplane_1 +create +\(no endpoint yet: placeholder\), disabled/);
       expect(dryRun.stdout).toMatch(/label +label2 +create +dataplane_2=1/);
       expect(dryRun.stdout).toContain("Secret cluster-credentials");
       expect(dryRun.stdout).toContain("Dry run: nothing changed (4 changes to make)");
 
-      // Placeholders left in: refused before anything is created.
-      const placeholders = await cli(["import", "flyteadmin", fixture("values-override.yaml"), "--yes"]);
-      expect(placeholders.code).toBe(2);
-      expect(placeholders.stderr).toContain("--cluster-endpoint dataplane_1=");
-      const noConfirmation = await cli(["import", "flyteadmin", fixture("values-override.yaml"), ...ENDPOINTS]);
+      const noConfirmation = await cli(["import", "flyteadmin", fixture("values-override.yaml")]);
       expect(noConfirmation.code).toBe(3);
       expect(JSON.parse((await cli(["get", "cluster", "-o", "json"])).stdout)).toEqual([]);
 
-      const imported = await cli(["import", "flyteadmin", fixture("values-override.yaml"), ...ENDPOINTS, "--yes"]);
-      expect(imported.code).toBe(0);
-      expect(imported.stdout).toContain("cluster dataplane_1 created\ncluster dataplane_2 created\nlabel label1 created\nlabel label2 created\n");
+      // The seed's file as is: the placeholder clusters are registered disabled, the labels created.
+      const asIs = await cli(["import", "flyteadmin", fixture("values-override.yaml"), "--yes"]);
+      expect(asIs.code).toBe(0);
+      expect(asIs.stdout).toContain("cluster dataplane_1 created\ncluster dataplane_2 created\nlabel label1 created\nlabel label2 created\n");
+      expect(asIs.stdout).toContain("is a placeholder: registered disabled without an endpoint");
+      const disabled = JSON.parse((await cli(["get", "cluster", "-o", "json"])).stdout) as { enabled?: boolean; endpoint?: string }[];
+      expect(disabled.map((c) => [c.enabled ?? false, c.endpoint ?? ""])).toEqual([[false, ""], [false, ""]]);
 
+      // The real endpoints: both clusters are updated and enabled; a second run changes nothing.
+      const filledIn = await cli(["import", "flyteadmin", fixture("values-override.yaml"), ...ENDPOINTS, "--yes"]);
+      expect(filledIn.code).toBe(0);
+      expect(filledIn.stdout).toContain("cluster dataplane_1 updated\ncluster dataplane_2 updated\n");
       const again = await cli(["import", "flyteadmin", fixture("values-override.yaml"), ...ENDPOINTS]);
       expect(again.code).toBe(0);
       expect(again.stdout.match(/ exists /g)).toHaveLength(4);

@@ -69,6 +69,21 @@ describe("registering a cluster", () => {
     expect(cluster?.auth?.method.case).toBe("inCluster");
   });
 
+  it("registers a disabled cluster without an endpoint, but enables it only with one", async () => {
+    const { cluster } = await clusters.createCluster({ cluster: seedCluster("later", "", { endpoint: "", enabled: false }) });
+    expect(cluster).toMatchObject({ endpoint: "", enabled: false });
+    const error = await rejectedUnchanged(
+      () => clusters.updateCluster({ cluster: { name: "later", enabled: true }, updateMask: { paths: ["enabled"] } }),
+      Code.InvalidArgument,
+    );
+    expect(error.rawMessage).toContain("required to enable a cluster");
+    const enabled = await clusters.updateCluster({
+      cluster: { name: "later", enabled: true, endpoint: "https://later.example.com:443" },
+      updateMask: { paths: ["enabled", "endpoint"] },
+    });
+    expect(enabled.cluster).toMatchObject({ enabled: true, endpoint: "https://later.example.com:443" });
+  });
+
   it("rejects the same name in the same pool with ALREADY_EXISTS", async () => {
     await clusters.createCluster({ cluster: seedCluster("prod-us-east-1", "prod") });
     await rejectedUnchanged(() => clusters.createCluster({ cluster: seedCluster("prod-us-east-1", "prod") }), Code.AlreadyExists);
