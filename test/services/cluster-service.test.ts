@@ -13,7 +13,7 @@ import {
 import { QueueService, QueueState } from "../../gen/clusterplane/v1/queue_pb.js";
 import { failure, fieldsOf } from "../support/errors.js";
 import { seedCluster, seedProdPool } from "../support/fixtures.js";
-import { inMemoryClient, snapshot, tempStores } from "../support/stores.js";
+import { inMemoryClient, rejectedUnchanged as rejectedUnchangedIn, tempStores } from "../support/stores.js";
 
 let stores: ReturnType<typeof tempStores>;
 let clusters: ReturnType<typeof inMemoryClient<typeof ClusterService>>;
@@ -29,14 +29,7 @@ beforeEach(async () => {
 });
 afterEach(() => stores.cleanup());
 
-/** Asserts the call is rejected with `code` and leaves every table as it was. */
-async function rejectedUnchanged(call: () => Promise<unknown>, code: Code) {
-  const before = snapshot(stores.db);
-  const error = await failure(call());
-  expect(error.code).toBe(code);
-  expect(snapshot(stores.db)).toEqual(before);
-  return error;
-}
+const rejectedUnchanged = (call: () => Promise<unknown>, code: Code) => rejectedUnchangedIn(stores.db, call, code);
 
 describe("registering a cluster", () => {
   it("joins the default pool when no pool is named, with its implicit queue", async () => {

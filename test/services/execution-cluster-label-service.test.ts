@@ -12,7 +12,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SelectClusterRequestSchema } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { failure, fieldsOf } from "../support/errors.js";
 import { seedCluster } from "../support/fixtures.js";
-import { inMemoryClient, snapshot, tempStores } from "../support/stores.js";
+import { inMemoryClient, rejectedUnchanged as rejectedUnchangedIn, tempStores } from "../support/stores.js";
 
 let stores: ReturnType<typeof tempStores>;
 let ecl: ReturnType<typeof inMemoryClient<typeof ExecutionClusterLabelService>>;
@@ -38,13 +38,7 @@ async function select(overrides: SelectInit = {}) {
   return ecl.selectCluster({ project: "project1", domain: "development", executionId: "exec-1", ...overrides });
 }
 
-async function rejectedUnchanged(call: () => Promise<unknown>, code: Code) {
-  const before = snapshot(stores.db);
-  const error = await failure(call());
-  expect(error.code).toBe(code);
-  expect(snapshot(stores.db)).toEqual(before);
-  return error;
-}
+const rejectedUnchanged = (call: () => Promise<unknown>, code: Code) => rejectedUnchangedIn(stores.db, call, code);
 
 describe("labels", () => {
   it("defines, reads, lists, updates and deletes a label", async () => {

@@ -5,7 +5,7 @@ import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
 import { QueueService, QueueState } from "../../gen/clusterplane/v1/queue_pb.js";
 import { failure, fieldsOf } from "../support/errors.js";
 import { seedCluster, seedProdPool } from "../support/fixtures.js";
-import { inMemoryClient, snapshot, tempStores } from "../support/stores.js";
+import { inMemoryClient, rejectedUnchanged as rejectedUnchangedIn, tempStores } from "../support/stores.js";
 
 let stores: ReturnType<typeof tempStores>;
 let clusters: ReturnType<typeof inMemoryClient<typeof ClusterService>>;
@@ -24,13 +24,7 @@ beforeEach(async () => {
 });
 afterEach(() => stores.cleanup());
 
-async function rejectedUnchanged(call: () => Promise<unknown>, code: Code) {
-  const before = snapshot(stores.db);
-  const error = await failure(call());
-  expect(error.code).toBe(code);
-  expect(snapshot(stores.db)).toEqual(before);
-  return error;
-}
+const rejectedUnchanged = (call: () => Promise<unknown>, code: Code) => rejectedUnchangedIn(stores.db, call, code);
 
 describe("QueueService", () => {
   it("creates a queue over every cluster of a pool, or over named clusters of it", async () => {

@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createRouterTransport, createClient, type Client } from "@connectrpc/connect";
+import { createRouterTransport, createClient, type Client, type Code, type ConnectError } from "@connectrpc/connect";
+import { expect } from "vitest";
+import { failure } from "./errors.js";
 import type { DescService } from "@bufbuild/protobuf";
 import { RoutingIndex } from "../../src/routing/routing-index.js";
 import { registerServices } from "../../src/services/index.js";
@@ -46,4 +48,13 @@ export function snapshot(db: Db): Record<string, unknown[]> {
     .pluck()
     .all() as string[];
   return Object.fromEntries(tables.map((table) => [table, db.prepare(`SELECT * FROM "${table}"`).all()]));
+}
+
+/** Asserts that `call` fails with `code` and leaves every table as it was; returns the error. */
+export async function rejectedUnchanged(db: Db, call: () => Promise<unknown>, code: Code): Promise<ConnectError> {
+  const before = snapshot(db);
+  const error = await failure(call());
+  expect(error.code).toBe(code);
+  expect(snapshot(db)).toEqual(before);
+  return error;
 }
