@@ -12,8 +12,9 @@ export interface DesiredState {
  * project or the provisioning spec changes.
  */
 export class DesiredStateCache {
-  private byOrg = new Map<string, DesiredState>();
+  private readonly byOrg = new Map<string, DesiredState>();
   private specFingerprint = "";
+  private spec: ProvisioningSpec | null = null;
 
   constructor(
     private readonly projects: ProjectRepository,
@@ -42,8 +43,6 @@ export class DesiredStateCache {
     }
     return state;
   }
-
-  private spec: ProvisioningSpec | null = null;
 
   private compute(org: string): DesiredState {
     const state: DesiredState = { objects: [], errors: [] };

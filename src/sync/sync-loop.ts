@@ -47,8 +47,6 @@ export class SyncLoop {
   private unsubscribe: (() => void) | null = null;
   private running = 0;
   private stopped = false;
-  /** Reports of passes, for `runOnce` and tests. */
-  private onReport: ((report: ClusterReport) => void) | null = null;
   private readonly passListeners = new Set<(report: ClusterReport) => void>();
 
   constructor(
@@ -80,12 +78,12 @@ export class SyncLoop {
   /** One pass over every enabled cluster, ignoring backoff; resolves with what each pass did. */
   async runOnce(full = false): Promise<ClusterReport[]> {
     const reports: ClusterReport[] = [];
-    this.onReport = (report) => reports.push(report);
+    const unsubscribe = this.onPass((report) => reports.push(report));
     this.reloadSpec();
     for (const cluster of this.targets()) this.markDue(cluster, full, true);
     this.schedule();
     await this.idle();
-    this.onReport = null;
+    unsubscribe();
     return reports;
   }
 
@@ -259,7 +257,6 @@ export class SyncLoop {
       this.logger.warn({ ...fields, error: result.error, retryInMs: delay }, "sync: cluster pass failed");
     }
     const report: ClusterReport = { org: cluster.org, cluster: cluster.name, durationMs, finishedAtMs: performance.now(), ...result };
-    this.onReport?.(report);
     for (const listener of this.passListeners) listener(report);
   }
 
