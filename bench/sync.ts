@@ -10,7 +10,13 @@ import { DEFAULT_SYNC_SETTINGS, type SyncSettings } from "../src/sync/sync-setti
 import { writeFileSync } from "node:fs";
 import { StandInFleet, type RemoteApi } from "./stand-in-worker.js";
 
-const SETTINGS: SyncSettings = { ...DEFAULT_SYNC_SETTINGS, concurrency: 16, requestsPerCluster: 8, requestTimeoutMs: 2_000 };
+const SETTINGS: SyncSettings = {
+  ...DEFAULT_SYNC_SETTINGS,
+  concurrency: 16,
+  requestsPerCluster: 8,
+  requestTimeoutMs: 2_000,
+  credentialDirectories: [tmpdir()],
+};
 const silent = { info() {}, warn() {} };
 
 interface Fleet {

@@ -119,6 +119,7 @@ const SYNC_WORDS: Record<SyncHealth, string> = {
   [SyncHealth.HEALTHY]: "HEALTHY",
   [SyncHealth.FAILING]: "FAILING",
   [SyncHealth.DISABLED]: "DISABLED",
+  [SyncHealth.DEGRADED]: "DEGRADED",
 };
 
 const clusters: NamedResource<typeof ClusterSchema> = {

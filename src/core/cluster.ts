@@ -1,4 +1,4 @@
-import { isAbsolute } from "node:path/posix";
+import { isAbsolute, normalize } from "node:path/posix";
 import { Violations } from "./errors.js";
 
 export type ClusterState = "ACTIVE" | "DRAINED";
@@ -69,21 +69,42 @@ export function checkEndpoint(endpoint: string, auth: ClusterAuth | undefined, e
   }
 }
 
-/** Checks auth: a method is required; token and CA paths are absolute files, as mounted from a Secret. */
-export function checkAuth(auth: ClusterAuth | undefined, field: string, violations: Violations): void {
+/** Where credential files may be read from by default: the mount paths of the multi-cluster guide. */
+export const DEFAULT_CREDENTIAL_DIRECTORIES = ["/var/run/credentials", "/etc/credentials"] as const;
+
+/**
+ * Checks auth: a method is required; token and CA paths are absolute files inside one of the
+ * credential directories. The server reads those files and sends the token to the cluster's
+ * endpoint, so an unrestricted path would let an API caller ship any file of the server's to a host
+ * of their choosing. In-cluster auth always talks to the pod's own API server: its endpoint is empty.
+ */
+export function checkAuth(
+  auth: ClusterAuth | undefined,
+  endpoint: string | undefined,
+  credentialDirectories: readonly string[],
+  field: string,
+  violations: Violations,
+): void {
   if (!auth) {
     violations.add(field, "is required: bearer_token_file { token_path, ca_cert_path } or in_cluster {}");
     return;
   }
-  if (auth.kind === "bearer_token_file") {
-    violations.add(`${field}.bearer_token_file.token_path`, checkCredentialPath(auth.tokenPath));
-    violations.add(`${field}.bearer_token_file.ca_cert_path`, checkCredentialPath(auth.caCertPath));
+  if (auth.kind === "in_cluster") {
+    if (endpoint) violations.add("cluster.endpoint", "must be empty with in_cluster auth: it always uses the API server of the cluster the control plane runs in");
+    return;
   }
+  violations.add(`${field}.bearer_token_file.token_path`, checkCredentialPath(auth.tokenPath, credentialDirectories));
+  violations.add(`${field}.bearer_token_file.ca_cert_path`, checkCredentialPath(auth.caCertPath, credentialDirectories));
 }
 
-function checkCredentialPath(path: string): string | null {
+/** Why `path` may not be read as a credential, or null. */
+export function checkCredentialPath(path: string, credentialDirectories: readonly string[]): string | null {
   if (path === "") return "is required, for example /var/run/credentials/dataplane_1_token";
   if (path.includes("\0")) return "must not contain NUL characters";
   if (!isAbsolute(path)) return `"${path}" must be an absolute path, for example /var/run/credentials/dataplane_1_token`;
+  const resolved = normalize(path);
+  if (!credentialDirectories.some((dir) => resolved.startsWith(`${normalize(dir).replace(/\/+$/, "")}/`))) {
+    return `"${path}" is outside the credential directories (${credentialDirectories.join(", ")}); mount the Secret in one of them, or add its directory to sync.credentialDirectories`;
+  }
   return null;
 }

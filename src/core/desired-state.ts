@@ -50,11 +50,8 @@ const CLUSTER_SCOPED_KINDS = new Set(["Namespace", "ClusterRole", "ClusterRoleBi
  * TemplateError saying which template and variable are wrong.
  */
 export function desiredObjects(spec: ProvisioningSpec, target: ProjectDomain): DesiredObject[] {
-  const base = { ...spec.templateData, ...spec.domainData[target.domain], project: target.project, domain: target.domain };
-  const namespace = renderText(spec.namespaceTemplate, base, "namespace template");
-  const problem = checkResourceName(namespace);
-  if (problem) throw new TemplateError(`namespace template gives "${namespace}" for ${target.project}/${target.domain}: ${problem}`);
-  const variables = { ...base, namespace };
+  const namespace = namespaceOf(spec, target);
+  const variables = { ...variablesOf(spec, target), namespace };
   const label = `${target.project}/${target.domain}`;
 
   const objects: KubeObject[] = [
@@ -77,6 +74,21 @@ export function desiredObjects(spec: ProvisioningSpec, target: ProjectDomain): D
     }
   }
   return objects.map((object) => toDesired(object));
+}
+
+/** What the namespacing part of the provisioning spec needs; projects are checked against it. */
+export type NamespaceSpec = Pick<ProvisioningSpec, "namespaceTemplate" | "templateData" | "domainData">;
+
+/** The namespace of a project-domain; a TemplateError when the template cannot give a valid name. */
+export function namespaceOf(spec: NamespaceSpec, target: ProjectDomain): string {
+  const namespace = renderText(spec.namespaceTemplate, variablesOf(spec, target), "namespace template");
+  const problem = checkResourceName(namespace);
+  if (problem) throw new TemplateError(`namespace template gives "${namespace}" for ${target.project}/${target.domain}: ${problem}`);
+  return namespace;
+}
+
+function variablesOf(spec: NamespaceSpec, target: ProjectDomain): Record<string, string> {
+  return { ...spec.templateData, ...spec.domainData[target.domain], project: target.project, domain: target.domain };
 }
 
 function renderMap(map: Record<string, string>, variables: Record<string, string>, source: string): Record<string, string> {

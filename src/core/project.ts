@@ -1,4 +1,5 @@
 import { Violations } from "./errors.js";
+import { namespaceOf, type NamespaceSpec } from "./desired-state.js";
 import { checkResourceName } from "./names.js";
 
 export type ProjectState = "ACTIVE" | "ARCHIVED";
@@ -20,26 +21,21 @@ export const DEFAULT_DOMAINS = ["development", "staging", "production"] as const
 const MAX_DESCRIPTION_LENGTH = 300;
 const MAX_DISPLAY_NAME_LENGTH = 64;
 
-/** The namespace of a project-domain under the default template. */
-export function defaultNamespace(project: string, domain: string): string {
-  return `${project}-${domain}`;
-}
-
 /**
- * Checks a project id: a resource name whose `{project}-{domain}` namespace stays a valid
- * Kubernetes namespace name for every configured domain.
+ * Checks a project id: a resource name whose namespace — under the configured template — is a
+ * valid Kubernetes namespace name for every configured domain.
  */
-export function checkProjectId(id: string, domains: readonly string[], field: string, violations: Violations): void {
+export function checkProjectId(id: string, domains: readonly string[], namespaces: NamespaceSpec, field: string, violations: Violations): void {
   const problem = checkResourceName(id);
   if (problem) {
     violations.add(field, problem);
     return;
   }
   for (const domain of domains) {
-    const namespace = defaultNamespace(id, domain);
-    const namespaceProblem = checkResourceName(namespace);
-    if (namespaceProblem) {
-      violations.add(field, `is too long: its namespace "${namespace}" for domain "${domain}" ${namespaceProblem}`);
+    try {
+      namespaceOf(namespaces, { project: id, domain });
+    } catch (error) {
+      violations.add(field, `cannot be provisioned: ${(error as Error).message}`);
       return;
     }
   }

@@ -86,10 +86,10 @@ export class RoutingIndex {
     return eligible;
   }
 
-  /** Every cluster of a pool, sorted by name. */
-  clustersOfPool(org: string, pool: string): RoutableCluster[] {
+  /** Every cluster of the organization, or of one of its pools, sorted by name. */
+  clustersOf(org: string, pool?: string): RoutableCluster[] {
     return [...this.clusters.values()]
-      .filter((cluster) => cluster.org === org && cluster.pool === pool)
+      .filter((cluster) => cluster.org === org && (pool === undefined || cluster.pool === pool))
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 

@@ -52,7 +52,10 @@ export function selectCluster(index: RoutingIndex, request: SelectRequest): Sele
   const eligible = index.eligibleClusters(request.org);
   const picked = weightedPick(eligible, request.executionId);
   if (!picked) {
-    throw failedPrecondition("no cluster can take executions: none is registered, enabled and active; register a cluster (CreateCluster) or activate one");
+    const clusters = index.clustersOf(request.org);
+    if (clusters.length === 0) throw failedPrecondition("no cluster is registered; register one (CreateCluster)");
+    const why = clusters.map((cluster) => `"${cluster.name}" is ${cluster.ineligibleBecause}`).join(", ");
+    throw failedPrecondition(`no cluster can take executions: ${why}; activate, enable or repair one`);
   }
   return answer(picked, "", "no label assigned: any eligible cluster");
 }
@@ -86,7 +89,7 @@ function fromQueue(index: RoutingIndex, request: SelectRequest, name: string): S
   if (queue.state === "DRAINED") throw failedPrecondition(`queue "${name}" is drained; activate it (ActivateQueue) or choose another`);
   const members: WeightedChoice[] =
     queue.clusters[0] === ALL_CLUSTERS
-      ? index.clustersOfPool(request.org, queue.pool)
+      ? index.clustersOf(request.org, queue.pool)
       : queue.clusters.map((cluster) => ({ name: cluster, weight: 1 })).sort((a, b) => (a.name < b.name ? -1 : 1));
   return pick(index, request, members, `queue "${name}"`, "", `queue ${name} from the request`);
 }

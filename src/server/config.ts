@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { parseDuration } from "../core/duration.js";
+import { namespaceOf } from "../core/desired-state.js";
 import { DomainError, Violations } from "../core/errors.js";
 import { checkDomains, DEFAULT_DOMAINS } from "../core/project.js";
 import { isRole, ROLES, type Role } from "../core/roles.js";
@@ -112,6 +113,7 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
   config.sync = syncConfig
     ? loadSyncFile(String(syncConfig.value), syncConfig.source, problems, env)
     : syncSettings(file.sync, "sync", problems, env);
+  checkNamespaceTemplate(config, problems);
   const syncSwitch = flags.sync === false ? { value: "off", source: "--no-sync" } : fromEnv("CLUSTERPLANE_SYNC");
   if (syncSwitch && boolean(syncSwitch, problems) === false) config.sync = { ...config.sync, enabled: false };
 
@@ -363,4 +365,17 @@ function collect(error: unknown, problems: Violations): void {
 
 function isMapping(value: unknown): value is Raw {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The namespace template must give a namespace for every domain: a missing variable is caught at start, not on the first project. */
+function checkNamespaceTemplate(config: ServerConfig, problems: Violations): void {
+  if (!config.sync) return;
+  for (const domain of config.domains ?? []) {
+    try {
+      namespaceOf(config.sync.provisioning, { project: "p", domain });
+    } catch (error) {
+      problems.add("sync.namespaceTemplate", (error as Error).message);
+      return;
+    }
+  }
 }

@@ -130,7 +130,10 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const sync = config.sync?.enabled ? new SyncLoop(stores, config.sync, logger) : null;
   const health = new HealthStatus();
   const routes = (router: ConnectRouter) => {
-    registerServices(router, stores, routing);
+    registerServices(router, stores, routing, {
+      namespaces: config.sync?.provisioning,
+      credentialDirectories: config.sync?.credentialDirectories,
+    });
     registerReflection(router, REFLECTED_FILES);
     registerHealth(router, health);
   };

@@ -26,7 +26,7 @@ import type { ClusterRepository } from "../store/cluster-repository.js";
 import { checkNamedKey, checkOrgField, listPage, requireMessage, stateFilter, toTimestamp } from "./common.js";
 
 /** ClusterService: validates requests, then hands them to the cluster repository. */
-export function clusterService(clusters: ClusterRepository): ServiceImpl<typeof ClusterService> {
+export function clusterService(clusters: ClusterRepository, credentialDirectories: readonly string[]): ServiceImpl<typeof ClusterService> {
   return {
     createCluster(request) {
       const cluster = requireMessage(request.cluster, "cluster");
@@ -35,7 +35,7 @@ export function clusterService(clusters: ClusterRepository): ServiceImpl<typeof 
       violations.add("cluster.name", checkClusterName(cluster.name));
       if (cluster.pool !== "") violations.add("cluster.pool", checkResourceName(cluster.pool));
       const auth = fromAuthMessage(cluster.auth);
-      checkAuth(auth, "cluster.auth", violations);
+      checkAuth(auth, cluster.endpoint, credentialDirectories, "cluster.auth", violations);
       const enabled = cluster.enabled ?? true;
       checkEndpoint(cluster.endpoint, auth, enabled, "cluster.endpoint", violations);
       violations.throwIfAny();
@@ -77,7 +77,7 @@ export function clusterService(clusters: ClusterRepository): ServiceImpl<typeof 
         else if (path === "auth") changes.auth = fromAuthMessage(cluster.auth);
         else violations.add(`update_mask.paths[${index}]`, `"${path}" cannot be updated; use ${UPDATABLE_CLUSTER_FIELDS.join(", ")}`);
       });
-      if (paths.includes("auth")) checkAuth(changes.auth, "cluster.auth", violations);
+      if (paths.includes("auth")) checkAuth(changes.auth, changes.endpoint, credentialDirectories, "cluster.auth", violations);
       if (changes.endpoint !== undefined && changes.endpoint !== "") {
         checkEndpoint(changes.endpoint, changes.auth, true, "cluster.endpoint", violations);
       }
@@ -142,7 +142,9 @@ export function toMessage(cluster: Cluster): ClusterMessage {
 function toSyncStatusMessage({ enabled, sync }: Cluster) {
   let health = SyncHealth.UNSPECIFIED;
   if (!enabled) health = SyncHealth.DISABLED;
-  else if (sync) health = sync.consecutiveFailures > 0 ? SyncHealth.FAILING : SyncHealth.HEALTHY;
+  else if (sync?.consecutiveFailures) health = SyncHealth.FAILING;
+  else if (sync?.objectsFailed) health = SyncHealth.DEGRADED;
+  else if (sync) health = SyncHealth.HEALTHY;
   return {
     health,
     lastAttemptTime: sync?.lastAttemptTime ? toTimestamp(sync.lastAttemptTime) : undefined,

@@ -4,6 +4,8 @@ import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/executio
 import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
 import { QueueService } from "../../gen/clusterplane/v1/queue_pb.js";
 import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
+import { DEFAULT_CREDENTIAL_DIRECTORIES } from "../core/cluster.js";
+import { DEFAULT_PROVISIONING, type NamespaceSpec } from "../core/desired-state.js";
 import type { RoutingIndex } from "../routing/routing-index.js";
 import type { Stores } from "../store/stores.js";
 import { clusterPoolService } from "./cluster-pool-service.js";
@@ -21,11 +23,20 @@ export const CLUSTERPLANE_SERVICES = [
   ProjectService,
 ] as const;
 
+export interface ServiceOptions {
+  /** How project-domains become namespaces; project ids are checked against it. */
+  namespaces?: NamespaceSpec;
+  /** The only directories cluster credential files may name. */
+  credentialDirectories?: readonly string[];
+}
+
 /** Registers every clusterplane.v1 service on `router`. */
-export function registerServices(router: ConnectRouter, stores: Stores, routing: RoutingIndex): void {
+export function registerServices(router: ConnectRouter, stores: Stores, routing: RoutingIndex, options: ServiceOptions = {}): void {
+  const namespaces = options.namespaces ?? DEFAULT_PROVISIONING;
+  const credentialDirectories = options.credentialDirectories ?? DEFAULT_CREDENTIAL_DIRECTORIES;
   router.service(ClusterPoolService, clusterPoolService(stores.pools));
-  router.service(ClusterService, clusterService(stores.clusters));
+  router.service(ClusterService, clusterService(stores.clusters, credentialDirectories));
   router.service(QueueService, queueService(stores.queues));
   router.service(ExecutionClusterLabelService, executionClusterLabelService(stores, routing));
-  router.service(ProjectService, projectService(stores.projects, stores.domains));
+  router.service(ProjectService, projectService(stores.projects, stores.domains, namespaces));
 }

@@ -9,12 +9,17 @@ import {
 import { Violations } from "../core/errors.js";
 import { checkResourceName } from "../core/names.js";
 import type { PageRequest } from "../core/paging.js";
+import type { NamespaceSpec } from "../core/desired-state.js";
 import { checkProjectId, checkProjectText, type Project, type ProjectState } from "../core/project.js";
 import type { ProjectRepository } from "../store/project-repository.js";
 import { checkOrgField, listPage, requireMessage, stateFilter, toTimestamp } from "./common.js";
 
 /** ProjectService: validates requests, then hands them to the project repository. */
-export function projectService(projects: ProjectRepository, domains: readonly string[]): ServiceImpl<typeof ProjectService> {
+export function projectService(
+  projects: ProjectRepository,
+  domains: readonly string[],
+  namespaces: NamespaceSpec,
+): ServiceImpl<typeof ProjectService> {
   const toMessage = (project: Project): ProjectMessage =>
     create(ProjectSchema, {
       org: project.org,
@@ -39,7 +44,7 @@ export function projectService(projects: ProjectRepository, domains: readonly st
       const project = requireMessage(request.project, "project");
       const violations = new Violations();
       checkOrgField(project.org, "project.org", violations);
-      checkProjectId(project.id, domains, "project.id", violations);
+      checkProjectId(project.id, domains, namespaces, "project.id", violations);
       checkProjectText(project.name, project.description, "project", violations);
       violations.throwIfAny();
       const created = projects.create({ org: project.org, id: project.id, name: project.name, description: project.description });

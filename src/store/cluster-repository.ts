@@ -134,6 +134,9 @@ export class ClusterRepository {
       if (next.endpoint === "" && next.auth.kind !== "in_cluster" && next.enabled) {
         throw invalidArgument([{ field: "cluster.endpoint", description: ENDPOINT_REQUIRED }]);
       }
+      if (next.endpoint !== "" && next.auth.kind === "in_cluster") {
+        throw invalidArgument([{ field: "cluster.endpoint", description: "must be empty with in_cluster auth" }]);
+      }
       this.db
         .prepare(
           `UPDATE clusters SET endpoint = @endpoint, enabled = @enabled, auth_kind = @auth_kind,

@@ -35,11 +35,6 @@ export class SyncRepository {
     })();
   }
 
-  /** Forgets what was applied, so the next pass applies everything (a new endpoint may be a new cluster). */
-  forget(org: string, cluster: string): void {
-    this.db.prepare("DELETE FROM sync_applied WHERE org = ? AND cluster = ?").run(org, cluster);
-  }
-
   status(org: string, cluster: string): SyncStatus | null {
     const row = this.db.prepare("SELECT * FROM cluster_sync_status WHERE org = ? AND cluster = ?").get(org, cluster) as
       | StatusRow

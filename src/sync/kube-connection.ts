@@ -8,7 +8,7 @@ import {
   ServerConfiguration,
   type RequestContext,
 } from "@kubernetes/client-node";
-import type { ClusterAuth } from "../core/cluster.js";
+import { checkCredentialPath, type ClusterAuth } from "../core/cluster.js";
 import type { KubeObject } from "../core/template.js";
 
 export const FIELD_MANAGER = "clusterplane";
@@ -22,21 +22,33 @@ export interface Credentials {
   caPem: string;
 }
 
-/** Reads a cluster's credentials. Token files often end with a newline, which must not reach the header. */
-export function readCredentials(endpoint: string, auth: ClusterAuth, env: NodeJS.ProcessEnv = process.env): Credentials {
+/**
+ * Reads a cluster's credentials. Token files often end with a newline, which must not reach the
+ * header. Paths outside the credential directories are refused here too, whatever is stored.
+ */
+export function readCredentials(
+  endpoint: string,
+  auth: ClusterAuth,
+  credentialDirectories: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Credentials {
   if (auth.kind === "bearer_token_file") {
+    for (const path of [auth.tokenPath, auth.caCertPath]) {
+      const problem = checkCredentialPath(path, credentialDirectories);
+      if (problem) throw new Error(`credential file ${problem}`);
+    }
     return {
       endpoint,
       token: readFileSync(auth.tokenPath, "utf8").trim(),
       caPem: readFileSync(auth.caCertPath, "utf8"),
     };
   }
+  // In-cluster auth only ever talks to the API server of the cluster the control plane runs in.
   const host = env.KUBERNETES_SERVICE_HOST;
+  if (!host) throw new Error("in-cluster auth needs KUBERNETES_SERVICE_HOST: the control plane is not running in a pod");
   const port = env.KUBERNETES_SERVICE_PORT ?? "443";
-  const inClusterEndpoint = endpoint || (host ? `https://${host.includes(":") ? `[${host}]` : host}:${port}` : "");
-  if (!inClusterEndpoint) throw new Error("in-cluster auth needs KUBERNETES_SERVICE_HOST, or an endpoint on the cluster");
   return {
-    endpoint: inClusterEndpoint,
+    endpoint: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
     token: readFileSync(`${IN_CLUSTER_DIR}/token`, "utf8").trim(),
     caPem: readFileSync(`${IN_CLUSTER_DIR}/ca.crt`, "utf8"),
   };

@@ -27,7 +27,6 @@ interface ClusterState {
   due: boolean;
   /** Apply everything, ignoring stored hashes. */
   full: boolean;
-  failures: number;
   notBefore: number;
   retry?: NodeJS.Timeout;
   connection?: KubeConnection;
@@ -163,7 +162,7 @@ export class SyncLoop {
     const key = `${cluster.org}\0${cluster.name}`;
     let state = this.clusters.get(key);
     if (!state) {
-      state = { org: cluster.org, name: cluster.name, running: false, due: false, full: false, failures: 0, notBefore: 0 };
+      state = { org: cluster.org, name: cluster.name, running: false, due: false, full: false, notBefore: 0 };
       this.clusters.set(key, state);
     }
     return state;
@@ -214,13 +213,24 @@ export class SyncLoop {
   }
 
   private recordApplied(cluster: Cluster, objects: { key: string; hash: string }[]): void {
-    // The cluster may have been deleted mid-pass; its rows would violate the foreign key.
-    if (this.stores.clusters.find(cluster.org, cluster.name)) this.stores.sync.recordApplied(cluster.org, cluster.name, objects);
+    // Mid-pass the cluster may have been deleted, re-registered or re-pointed: what this pass
+    // applied then says nothing about the cluster now, whose hashes were forgotten on purpose.
+    if (this.isSameCluster(cluster)) this.stores.sync.recordApplied(cluster.org, cluster.name, objects);
+  }
+
+  private isSameCluster(cluster: Cluster): boolean {
+    const now = this.stores.clusters.find(cluster.org, cluster.name);
+    return (
+      now !== undefined &&
+      now.createTime.getTime() === cluster.createTime.getTime() &&
+      now.endpoint === cluster.endpoint &&
+      JSON.stringify(now.auth) === JSON.stringify(cluster.auth)
+    );
   }
 
   /** A connection for the cluster's current credentials; rebuilt when the files or endpoint change. */
   private connectionFor(state: ClusterState, cluster: Cluster): KubeConnection {
-    const credentials = readCredentials(cluster.endpoint, cluster.auth);
+    const credentials = readCredentials(cluster.endpoint, cluster.auth, this.settings.credentialDirectories);
     if (!state.connection || !sameCredentials(state.connection.credentials, credentials)) {
       state.connection?.close();
       state.connection = new KubeConnection(credentials, {
@@ -231,18 +241,23 @@ export class SyncLoop {
     return state.connection;
   }
 
+  /**
+   * Records the outcome. Only a pass that could not reach the cluster counts as a failure (it backs
+   * off, and routing avoids the cluster); objects the cluster refused are reported, and retried on
+   * the next interval, but do not take the cluster out of routing for every project.
+   */
   private finishPass(state: ClusterState, cluster: Cluster, started: Date, result: ClusterPassResult): void {
     const ok = result.failed === 0 && !result.aborted;
     const previous = this.stores.sync.status(cluster.org, cluster.name);
-    state.failures = ok ? 0 : state.failures + 1;
-    if (this.stores.clusters.find(cluster.org, cluster.name)) {
+    const failures = result.aborted ? (previous?.consecutiveFailures ?? 0) + 1 : 0;
+    if (this.isSameCluster(cluster)) {
       this.stores.sync.recordPass(cluster.org, cluster.name, {
         lastAttemptTime: started,
         lastSuccessTime: ok ? new Date() : (previous?.lastSuccessTime ?? null),
         objectsApplied: result.applied,
         objectsUnchanged: result.unchanged,
         objectsFailed: result.failed,
-        consecutiveFailures: state.failures,
+        consecutiveFailures: failures,
         lastError: result.error,
       });
     }
@@ -250,8 +265,10 @@ export class SyncLoop {
     const fields = { org: cluster.org, cluster: cluster.name, applied: result.applied, unchanged: result.unchanged, failed: result.failed, durationMs };
     if (ok) {
       this.logger.info(fields, "sync: cluster pass done");
+    } else if (!result.aborted) {
+      this.logger.warn({ ...fields, error: result.error }, "sync: cluster pass done, some objects failed");
     } else {
-      const delay = this.backoff(state.failures);
+      const delay = this.backoff(failures);
       state.notBefore = Date.now() + delay;
       state.retry = setTimeout(() => this.retry(state), delay);
       this.logger.warn({ ...fields, error: result.error, retryInMs: delay }, "sync: cluster pass failed");

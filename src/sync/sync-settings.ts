@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
+import { DEFAULT_CREDENTIAL_DIRECTORIES } from "../core/cluster.js";
 import { DEFAULT_PROVISIONING, type ProvisioningSpec } from "../core/desired-state.js";
 import { parseDuration } from "../core/duration.js";
 import { Violations } from "../core/errors.js";
@@ -21,6 +22,8 @@ export interface SyncSettings {
   maxBackoffMs: number;
   /** Directory of extra object templates (*.yaml, *.yml), or "" for none. */
   templatePath: string;
+  /** The only directories cluster token and CA files may be read from. */
+  credentialDirectories: string[];
   provisioning: Omit<ProvisioningSpec, "templates">;
 }
 
@@ -34,6 +37,7 @@ export const DEFAULT_SYNC_SETTINGS: SyncSettings = {
   initialBackoffMs: 1_000,
   maxBackoffMs: 300_000,
   templatePath: "",
+  credentialDirectories: [...DEFAULT_CREDENTIAL_DIRECTORIES],
   provisioning: {
     namespaceTemplate: DEFAULT_PROVISIONING.namespaceTemplate,
     serviceAccount: DEFAULT_PROVISIONING.serviceAccount,
@@ -55,6 +59,7 @@ const KNOWN_KEYS = [
   "initialBackoff",
   "maxBackoff",
   "templatePath",
+  "credentialDirectories",
   "namespaceTemplate",
   "serviceAccount",
   "templateData",
@@ -105,6 +110,12 @@ export function parseSyncSettings(raw: unknown, source: string, env: NodeJS.Proc
   if (input.templatePath !== undefined) {
     if (typeof input.templatePath === "string") settings.templatePath = input.templatePath;
     else problems.add(at("templatePath"), "must be a directory path");
+  }
+  if (input.credentialDirectories !== undefined) {
+    const dirs = input.credentialDirectories;
+    if (!Array.isArray(dirs) || dirs.length === 0 || !dirs.every((dir) => typeof dir === "string" && isAbsolute(dir))) {
+      problems.add(at("credentialDirectories"), "must list absolute directories, for example [/var/run/credentials]");
+    } else settings.credentialDirectories = dirs as string[];
   }
   if (input.namespaceTemplate !== undefined) {
     if (typeof input.namespaceTemplate === "string" && input.namespaceTemplate !== "") {

@@ -83,7 +83,7 @@ describe("metrics", () => {
     await failing.setFault({ kind: "error500" });
     server = await startTestServer({
       auth: { tokensFile: tokens },
-      sync: { ...DEFAULT_SYNC_SETTINGS, intervalMs: 3_600_000, fullResyncIntervalMs: 3_600_000, requestTimeoutMs: 1_000, initialBackoffMs: 60_000 },
+      sync: { ...DEFAULT_SYNC_SETTINGS, intervalMs: 3_600_000, fullResyncIntervalMs: 3_600_000, requestTimeoutMs: 1_000, initialBackoffMs: 60_000, credentialDirectories: [tmpdir()] },
     });
   });
   afterAll(async () => {

@@ -161,15 +161,31 @@ describe("updating a cluster", () => {
   });
 
   it("changes endpoint, enabled and auth when the mask is empty", async () => {
+    const rotated = { tokenPath: "/var/run/credentials/rotated_token", caCertPath: "/var/run/credentials/rotated_cacert" };
     const { cluster } = await clusters.updateCluster({
       cluster: seedCluster("prod-us-east-1", "", {
         endpoint: "https://new:443",
         enabled: false,
-        auth: { method: { case: "inCluster", value: {} } },
+        auth: { method: { case: "bearerTokenFile", value: rotated } },
       }),
     });
     expect(cluster).toMatchObject({ endpoint: "https://new:443", enabled: false });
-    expect(cluster?.auth?.method.case).toBe("inCluster");
+    expect(cluster?.auth?.method.value).toMatchObject(rotated);
+  });
+
+  it("refuses credential files outside the credential directories, and an endpoint with in-cluster auth", async () => {
+    const stolen = { tokenPath: "/var/run/secrets/kubernetes.io/serviceaccount/token", caCertPath: "/var/run/credentials/../../../etc/ssl/ca.pem" };
+    const error = await rejectedUnchanged(
+      () => clusters.updateCluster({ cluster: seedCluster("prod-us-east-1", "", { auth: { method: { case: "bearerTokenFile", value: stolen } } }) }),
+      Code.InvalidArgument,
+    );
+    expect(fieldsOf(error)).toEqual(["cluster.auth.bearer_token_file.token_path", "cluster.auth.bearer_token_file.ca_cert_path"]);
+    expect(error.rawMessage).toContain("outside the credential directories");
+    const inCluster = await rejectedUnchanged(
+      () => clusters.updateCluster({ cluster: seedCluster("prod-us-east-1", "", { endpoint: "https://elsewhere:443", auth: { method: { case: "inCluster", value: {} } } }) }),
+      Code.InvalidArgument,
+    );
+    expect(fieldsOf(inCluster)).toEqual(["cluster.endpoint"]);
   });
 
   it("never changes the pool", async () => {
@@ -199,10 +215,13 @@ describe("updating a cluster", () => {
 
   it("requires an endpoint once auth is no longer in-cluster", async () => {
     await clusters.updateCluster({
-      cluster: seedCluster("prod-us-east-1", "", { auth: { method: { case: "inCluster", value: {} } } }),
-      updateMask: { paths: ["auth"] },
+      cluster: seedCluster("prod-us-east-1", "", { endpoint: "", auth: { method: { case: "inCluster", value: {} } } }),
+      updateMask: { paths: ["auth", "endpoint"] },
     });
-    await clusters.updateCluster({ cluster: seedCluster("prod-us-east-1", "", { endpoint: "" }), updateMask: { paths: ["endpoint"] } });
+    await rejectedUnchanged(
+      () => clusters.updateCluster({ cluster: seedCluster("prod-us-east-1", "", { endpoint: "https://x:443" }), updateMask: { paths: ["endpoint"] } }),
+      Code.InvalidArgument,
+    );
     await rejectedUnchanged(
       () => clusters.updateCluster({ cluster: seedCluster("prod-us-east-1"), updateMask: { paths: ["auth"] } }),
       Code.InvalidArgument,

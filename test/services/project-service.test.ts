@@ -27,7 +27,7 @@ describe("ProjectService", () => {
     expect(fieldsOf(bad)).toEqual(["project.id"]);
     const long = await failure(projects.createProject({ project: { id: "p".repeat(55) } }));
     expect(long.code).toBe(Code.InvalidArgument);
-    expect(long.rawMessage).toContain(`namespace "${"p".repeat(55)}-development"`);
+    expect(long.rawMessage).toContain(`namespace template gives "${"p".repeat(55)}-development"`);
     expect(fieldsOf(await failure(projects.createProject({})))).toEqual(["project"]);
     expect(snapshot(stores.db)).toEqual(before);
   });

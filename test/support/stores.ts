@@ -5,6 +5,7 @@ import { createRouterTransport, createClient, type Client, type Code, type Conne
 import { expect } from "vitest";
 import { failure } from "./errors.js";
 import type { DescService } from "@bufbuild/protobuf";
+import { DEFAULT_CREDENTIAL_DIRECTORIES } from "../../src/core/cluster.js";
 import { RoutingIndex } from "../../src/routing/routing-index.js";
 import { registerServices } from "../../src/services/index.js";
 import { domainErrors } from "../../src/services/errors.js";
@@ -35,7 +36,9 @@ export function inMemoryClient<S extends DescService>(service: S, stores: Stores
     routingIndexes.set(stores.db, routing);
   }
   const index = routing;
-  const transport = createRouterTransport((router) => registerServices(router, stores, index), {
+  // Tests write credential files to the temporary directory, so it is a credential directory too.
+  const options = { credentialDirectories: [...DEFAULT_CREDENTIAL_DIRECTORIES, tmpdir()] };
+  const transport = createRouterTransport((router) => registerServices(router, stores, index, options), {
     router: { interceptors: [domainErrors] },
   });
   return createClient(service, transport);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client } from "@connectrpc/connect";
@@ -47,6 +48,18 @@ async function syncStatus(name: string) {
   return (await clusters.getCluster({ name })).cluster!.syncStatus!;
 }
 
+/** Deletes an object behind the control plane's back, as a person with kubectl would. */
+function deleteOnCluster(api: StandInApiServer, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const request = https.request(`${api.url}${path}`, { method: "DELETE", ca: api.caCertPem, headers: { authorization: `Bearer ${api.token}` } }, (response) => {
+      response.resume();
+      response.on("end", () => resolve(response.statusCode ?? 0));
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
 /** Every project-domain namespace of `project` exists on `api`, with its service accounts. */
 function converged(api: StandInApiServer, project: string): boolean {
   return ["development", "staging", "production"].every(
@@ -69,6 +82,7 @@ beforeAll(async () => {
     initialBackoffMs: 50,
     maxBackoffMs: 200,
     templatePath: templatesDir,
+    credentialDirectories: [tmpdir()],
     provisioning: {
       ...DEFAULT_SYNC_SETTINGS.provisioning,
       serviceAccount: { name: "default", labels: {}, annotations: { "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/{{ domain }}" } },
@@ -125,14 +139,50 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
     expect(spark.metadata.annotations).toEqual({ "clusterplane.io/team": "team1", "clusterplane.io/level": "standard" });
   });
 
-  it("repairs drift on a full pass", async () => {
-    await server.sync!.runOnce(true);
-    expect(apiA.changeCount).toBeGreaterThanOrEqual(0);
+  it("repairs drift made by hand on the next full pass (a normal pass trusts its hashes)", async () => {
+    await deleteOnCluster(apiA, "/api/v1/namespaces/team1-staging/serviceaccounts/spark");
+    await server.sync!.runOnce();
+    expect(apiA.getObject("serviceaccounts", "team1-staging", "spark")).toBeUndefined();
     apiA.resetCounters();
     const reports = await server.sync!.runOnce(true);
-    // Everything is sent again, but nothing on the cluster changes.
+    // Everything is sent again; only the deleted object changes anything on the cluster.
     expect(reports.find((r) => r.cluster === "dataplane_1")!.applied).toBe(18);
-    expect(apiA.changeCount).toBe(0);
+    expect(apiA.changeCount).toBe(1);
+    expect(apiA.getObject("serviceaccounts", "team1-staging", "spark")).toBeDefined();
+  });
+
+  it("reports a template error on every cluster but keeps routing to them", async () => {
+    writeFileSync(join(templatesDir, "broken.yaml"), "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: '{{ nowhere }}'\n");
+    try {
+      await server.sync!.runOnce();
+      const status = await syncStatus("dataplane_1");
+      expect(status.health).toBe(SyncHealth.DEGRADED);
+      expect(status.lastError).toContain("{{ nowhere }}");
+      expect((await routing.selectCluster({ project: "project1", domain: "development", executionId: "e1" })).cluster).toMatch(/^dataplane_[12]$/);
+    } finally {
+      rmSync(join(templatesDir, "broken.yaml"));
+    }
+    await server.sync!.runOnce();
+    expect((await syncStatus("dataplane_1")).health).toBe(SyncHealth.HEALTHY);
+  });
+
+  it("provisions a cluster re-pointed to another API server in the middle of a pass", async () => {
+    const [slow, other] = await Promise.all([StandInApiServer.start(), StandInApiServer.start()]);
+    try {
+      await slow.setFault({ kind: "slow", delayMs: 100 });
+      await register("moving", slow);
+      await waitFor("the first pass under way", () => slow.requestCount > 0);
+      const credentials = other.writeCredentials(mkdtempSync(join(tmpdir(), "creds-other-")));
+      await clusters.updateCluster({
+        cluster: { name: "moving", endpoint: other.url, auth: { method: { case: "bearerTokenFile", value: credentials } } },
+        updateMask: { paths: ["endpoint", "auth"] },
+      });
+      await waitFor("the new API server provisioned", () => ["project1", "team1"].every((p) => converged(other, p)), 15_000);
+    } finally {
+      await clusters.drainCluster({ name: "moving" });
+      await clusters.deleteCluster({ name: "moving" });
+      await Promise.all([slow.stop(), other.stop()]);
+    }
   });
 
   it("syncs a newly registered project and a newly registered cluster without waiting for the interval", async () => {

@@ -8,6 +8,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
 import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
+import { DEFAULT_SYNC_SETTINGS } from "../../src/sync/sync-settings.js";
 import { StandInApiServer } from "../support/kube/stand-in-apiserver.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
@@ -30,11 +31,12 @@ let syncConfig: string;
 
 beforeAll(async () => {
   api = await StandInApiServer.start();
-  server = await startTestServer();
+  // The server only registers the cluster here; its credential files live in the temporary directory.
+  server = await startTestServer({ sync: { ...DEFAULT_SYNC_SETTINGS, enabled: false, credentialDirectories: [tmpdir()] } });
   const dir = mkdtempSync(join(tmpdir(), "sync-once-"));
   const credentials = api.writeCredentials(dir);
   syncConfig = join(dir, "sync.yaml");
-  writeFileSync(syncConfig, "requestTimeout: 500ms\nserviceAccount:\n  annotations:\n    owner: '{{ project }}'\n");
+  writeFileSync(syncConfig, `requestTimeout: 500ms\ncredentialDirectories: [${tmpdir()}]\nserviceAccount:\n  annotations:\n    owner: '{{ project }}'\n`);
   const transport = createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" });
   await createClient(ProjectService, transport).createProject({ project: { id: "project1" } });
   await createClient(ClusterService, transport).createCluster({
