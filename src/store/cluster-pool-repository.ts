@@ -33,53 +33,51 @@ export interface Page<T> {
  * clusters table, the one place a registration lives.
  */
 export class ClusterPoolRepository {
-  /** Organizations whose default pool is known to exist; it can never be deleted. */
-  private readonly provisionedOrgs = new Set<string>();
-
   constructor(
     private readonly db: Db,
     private readonly defaultPoolConfig: ClusterPoolConfig = EMPTY_POOL_CONFIG,
   ) {}
 
-  /** Provisions the organization's default pool on first use; a no-op afterwards. */
+  /**
+   * Stores the organization's default pool if it is not stored yet. Only writes call it, inside
+   * their transaction, so a read or a rejected request never leaves a row behind; until then
+   * reads answer with the default pool as it would be stored.
+   */
   ensureDefaultPool(org: string): void {
-    if (this.provisionedOrgs.has(org)) return;
     this.insert(org, DEFAULT_POOL_NAME, this.defaultPoolConfig, "ON CONFLICT (org, name) DO NOTHING");
-    // Inside a transaction the insert may still roll back, so only remember committed work.
-    if (!this.db.inTransaction) this.provisionedOrgs.add(org);
   }
 
   create(org: string, name: string, config: ClusterPoolConfig): ClusterPool {
-    this.ensureDefaultPool(org);
     return this.db.transaction(() => {
-      if (this.findRow(org, name)) {
+      if (this.exists(org, name)) {
         throw alreadyExists(`cluster pool "${name}" already exists; use UpdateClusterPool to change its config`);
       }
+      this.ensureDefaultPool(org);
       this.insert(org, name, config, "");
       return this.get(org, name);
     })();
   }
 
   get(org: string, name: string): ClusterPool {
-    this.ensureDefaultPool(org);
-    const row = this.findRow(org, name);
+    const row = this.findRow(org, name) ?? (name === DEFAULT_POOL_NAME ? this.unstoredDefault(org) : undefined);
     if (!row) throw poolNotFound(name);
     return toPool(row, this.memberClusters(org, [name]).get(name) ?? []);
   }
 
   /** Whether the pool exists (the default pool always does). */
   exists(org: string, name: string): boolean {
-    this.ensureDefaultPool(org);
-    return this.findRow(org, name) !== undefined;
+    return name === DEFAULT_POOL_NAME || this.findRow(org, name) !== undefined;
   }
 
   list(org: string, page: PageRequest): Page<ClusterPool> {
-    this.ensureDefaultPool(org);
+    const after = page.after?.[0] ?? "";
     const rows = this.db
-      .prepare(
-        `SELECT * FROM cluster_pools WHERE org = ? AND name > ? ORDER BY name LIMIT ?`,
-      )
-      .all(org, page.after?.[0] ?? "", page.size + 1) as PoolRow[];
+      .prepare(`SELECT * FROM cluster_pools WHERE org = ? AND name > ? ORDER BY name LIMIT ?`)
+      .all(org, after, page.size + 1) as PoolRow[];
+    if (DEFAULT_POOL_NAME > after && !this.findRow(org, DEFAULT_POOL_NAME)) {
+      rows.push(this.unstoredDefault(org));
+      rows.sort((a, b) => (a.name < b.name ? -1 : 1));
+    }
     const pageRows = rows.slice(0, page.size);
     const members = this.memberClusters(org, pageRows.map((row) => row.name));
     return {
@@ -89,9 +87,9 @@ export class ClusterPoolRepository {
   }
 
   update(org: string, name: string, config: ClusterPoolConfig, etag: string): ClusterPool {
-    this.ensureDefaultPool(org);
     return this.db.transaction(() => {
       const current = this.get(org, name);
+      if (name === DEFAULT_POOL_NAME) this.ensureDefaultPool(org);
       checkEtag("cluster pool", name, etag, current.etag);
       this.db
         .prepare(
@@ -107,7 +105,6 @@ export class ClusterPoolRepository {
   }
 
   delete(org: string, name: string, etag: string): void {
-    this.ensureDefaultPool(org);
     this.db.transaction(() => {
       const current = this.get(org, name);
       if (name === DEFAULT_POOL_NAME) {
@@ -150,6 +147,11 @@ export class ClusterPoolRepository {
       `cluster pool "${name}" is still referenced by ${references.join(" and ")}; ` +
         `drain and delete those clusters (each takes its implicit queue with it) and drain and delete the other queues first`,
     );
+  }
+
+  /** The default pool of an organization that has not written anything yet. */
+  private unstoredDefault(org: string): PoolRow {
+    return { org, name: DEFAULT_POOL_NAME, ...configColumns(this.defaultPoolConfig), create_time: 0, update_time: 0, version: 0 };
   }
 
   private findRow(org: string, name: string): PoolRow | undefined {

@@ -74,12 +74,12 @@ export class ClusterRepository {
   }
 
   create(cluster: NewCluster): Cluster {
-    this.pools.ensureDefaultPool(cluster.org);
     const created = this.db.transaction(() => {
       const existing = this.findRow(cluster.org, cluster.name);
       if (existing) throw registeredAlready(existing, cluster.pool);
       this.queues.requirePool(cluster.org, cluster.pool);
       this.queues.requireFreeName(cluster.org, cluster.name);
+      this.pools.ensureDefaultPool(cluster.org);
       const now = Date.now();
       this.db
         .prepare(

@@ -42,11 +42,11 @@ export class QueueRepository {
   ) {}
 
   create(queue: NewQueue): Queue {
-    this.pools.ensureDefaultPool(queue.org);
     const created = this.db.transaction(() => {
       this.requirePool(queue.org, queue.pool);
       this.requireFreeName(queue.org, queue.name);
       this.requireClustersOfPool(queue.org, queue.pool, queue.clusters);
+      this.pools.ensureDefaultPool(queue.org);
       this.insert(queue, null);
       return this.get(queue.org, queue.name);
     })();

@@ -40,6 +40,16 @@ describe("ClusterPoolService", () => {
     expect((await client.getClusterPool({ name: "default" })).clusterPool?.name).toBe("default");
   });
 
+  it("answers reads with the default pool without writing it; the first write stores it", async () => {
+    const before = snapshot(stores.db);
+    expect((await client.getClusterPool({ org: "fresh", name: "default" })).clusterPool?.name).toBe("default");
+    expect((await client.listClusterPools({ org: "fresh" })).clusterPools.map((p) => p.name)).toEqual(["default"]);
+    await failure(client.createClusterPool({ clusterPool: seedProdPool({ org: "fresh", config: undefined }) }));
+    expect(snapshot(stores.db)).toEqual(before);
+    await client.createClusterPool({ clusterPool: seedProdPool({ org: "fresh" }) });
+    expect(stores.db.prepare("SELECT name FROM cluster_pools WHERE org = 'fresh' ORDER BY name").pluck().all()).toEqual(["default", "prod"]);
+  });
+
   it("keeps organizations apart", async () => {
     await client.createClusterPool({ clusterPool: seedProdPool({ org: "acme" }) });
     expect((await failure(client.getClusterPool({ name: "prod" }))).code).toBe(Code.NotFound);
@@ -77,7 +87,6 @@ describe("ClusterPoolService", () => {
       ["cluster_pool.config.secret_store.type"],
     ],
   ])("rejects bad input (%s) with INVALID_ARGUMENT naming the field, changing nothing", async (_, request, fields) => {
-    await client.listClusterPools({});
     const before = snapshot(stores.db);
     const error = await failure(client.createClusterPool(request));
     expect(error.code).toBe(Code.InvalidArgument);
