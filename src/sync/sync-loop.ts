@@ -1,3 +1,4 @@
+import { watch, type FSWatcher } from "node:fs";
 import type { Cluster } from "../core/cluster.js";
 import type { Change } from "../store/changes.js";
 import type { Stores } from "../store/stores.js";
@@ -19,6 +20,8 @@ export interface ClusterReport extends ClusterPassResult {
   /** `performance.now()` when the pass ended. */
   finishedAtMs: number;
 }
+
+const TEMPLATE_SETTLE_MS = 100;
 
 interface ClusterState {
   org: string;
@@ -44,6 +47,7 @@ export class SyncLoop {
   private readonly idleWaiters: (() => void)[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | null = null;
+  private templateWatcher: FSWatcher | null = null;
   private running = 0;
   private stopped = false;
   private readonly passListeners = new Set<(report: ClusterReport) => void>();
@@ -61,13 +65,33 @@ export class SyncLoop {
     this.unsubscribe = this.stores.changes.subscribe((change) => this.onChange(change));
     this.timers.push(setInterval(() => this.tick(false), this.settings.intervalMs));
     this.timers.push(setInterval(() => this.tick(true), this.settings.fullResyncIntervalMs));
+    this.watchTemplates();
     this.tick(false);
+  }
+
+  /** Templates changed on disk are applied at once, not at the next interval. */
+  private watchTemplates(): void {
+    if (!this.settings.templatePath) return;
+    let debounce: NodeJS.Timeout | undefined;
+    try {
+      this.templateWatcher = watch(this.settings.templatePath, () => {
+        // Editors write a file in several steps; act once they are done.
+        clearTimeout(debounce);
+        debounce = setTimeout(() => {
+          if (!this.stopped && this.reloadSpec()) this.tick(false, true);
+        }, TEMPLATE_SETTLE_MS);
+      });
+      this.templateWatcher.on("error", () => undefined);
+    } catch (error) {
+      this.logger.warn({ error: (error as Error).message }, "sync: cannot watch the templates directory; changes apply at the next interval");
+    }
   }
 
   /** Stops scheduling, waits for passes in flight, and closes connections. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
+    this.templateWatcher?.close();
     for (const timer of this.timers) clearInterval(timer);
     for (const state of this.clusters.values()) clearTimeout(state.retry);
     await this.idle();
@@ -98,19 +122,22 @@ export class SyncLoop {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private tick(full: boolean): void {
+  private tick(full: boolean, now = false): void {
     if (this.stopped) return;
     this.reloadSpec();
-    for (const cluster of this.targets()) this.markDue(cluster, full, false);
+    for (const cluster of this.targets()) this.markDue(cluster, full, now);
     this.schedule();
   }
 
-  /** Re-reads the templates directory; a changed spec invalidates the desired state. */
-  private reloadSpec(): void {
+  /** Re-reads the templates directory; a changed spec invalidates the desired state. Returns whether it changed. */
+  private reloadSpec(): boolean {
     try {
-      if (this.desired.useSpec(loadProvisioning(this.settings))) this.logger.info({}, "sync: provisioning templates loaded");
+      const changed = this.desired.useSpec(loadProvisioning(this.settings));
+      if (changed) this.logger.info({}, "sync: provisioning templates loaded");
+      return changed;
     } catch (error) {
       this.logger.warn({ error: (error as Error).message }, "sync: cannot read the templates directory; keeping the previous templates");
+      return false;
     }
   }
 

@@ -139,6 +139,15 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
     expect(spark.metadata.annotations).toEqual({ "clusterplane.io/team": "team1", "clusterplane.io/level": "standard" });
   });
 
+  it("applies a template change at once, without waiting for the interval", async () => {
+    writeFileSync(join(templatesDir, "spark.yaml"), SPARK_TEMPLATE.replace("clusterplane.io/tier", "clusterplane.io/grade"));
+    const annotated = (api: StandInApiServer) =>
+      (api.getObject("serviceaccounts", "project1-development", "spark") as { metadata: { annotations: Record<string, string> } }).metadata
+        .annotations["clusterplane.io/grade"] === "standard";
+    await waitFor("both clusters re-applied", () => annotated(apiA) && annotated(apiB));
+    await server.sync!.idle();
+  });
+
   it("repairs drift made by hand on the next full pass (a normal pass trusts its hashes)", async () => {
     await deleteOnCluster(apiA, "/api/v1/namespaces/team1-staging/serviceaccounts/spark");
     await server.sync!.runOnce();

@@ -1,3 +1,4 @@
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import forge from "node-forge";
 
 /**
@@ -34,9 +35,10 @@ export function testPki(name = "stand-in"): TestPki {
 function createTestPki(name: string): TestPki {
   const ca = createCa(`${name} test CA`);
   const server = issueServerCertificate(ca, { commonName: `${name} apiserver`, ips: ["127.0.0.1"], dnsNames: ["localhost"] });
+  const caPems = checkedPems(ca.cert, ca.keys);
   return {
-    caCertPem: forge.pki.certificateToPem(ca.cert),
-    caKeyPem: forge.pki.privateKeyToPem(ca.keys.privateKey),
+    caCertPem: caPems.certPem,
+    caKeyPem: caPems.keyPem,
     serverCertPem: server.certPem,
     serverKeyPem: server.keyPem,
   };
@@ -44,11 +46,33 @@ function createTestPki(name: string): TestPki {
 
 interface Ca {
   cert: forge.pki.Certificate;
-  keys: forge.pki.rsa.KeyPair;
+  keys: forge.pki.rsa.KeyPair & { pem: string };
+}
+
+/**
+ * An RSA key pair made by Node's OpenSSL and handed to forge for signing. forge's own key export
+ * sometimes writes non-minimal DER integers, which OpenSSL 3 refuses ("illegal padding").
+ */
+function generateKeys(): forge.pki.rsa.KeyPair & { pem: string } {
+  const { privateKey: pem } = generateKeyPairSync("rsa", {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: "pkcs1", format: "pem" },
+    publicKeyEncoding: { type: "spki", format: "pem" },
+  });
+  const privateKey = forge.pki.privateKeyFromPem(pem) as forge.pki.rsa.PrivateKey;
+  return { privateKey, publicKey: forge.pki.setRsaPublicKey(privateKey.n, privateKey.e), pem };
+}
+
+/** The PEMs of a forge-signed certificate and its Node-made key, checked to load in OpenSSL. */
+function checkedPems(cert: forge.pki.Certificate, keys: { pem: string }): { certPem: string; keyPem: string } {
+  const certPem = forge.pki.certificateToPem(cert);
+  new X509Certificate(certPem);
+  createPrivateKey(keys.pem);
+  return { certPem, keyPem: keys.pem };
 }
 
 function createCa(commonName: string): Ca {
-  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
+  const keys = generateKeys();
   const cert = baseCertificate(keys.publicKey, commonName);
   cert.setIssuer(cert.subject.attributes);
   cert.setExtensions([
@@ -68,7 +92,7 @@ interface ServerCertificateRequest {
 
 /** A leaf certificate for a TLS server, signed by `ca`. */
 function issueServerCertificate(ca: Ca, request: ServerCertificateRequest): { certPem: string; keyPem: string } {
-  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
+  const keys = generateKeys();
   const cert = baseCertificate(keys.publicKey, request.commonName);
   cert.setIssuer(ca.cert.subject.attributes);
   cert.setExtensions([
@@ -82,14 +106,15 @@ function issueServerCertificate(ca: Ca, request: ServerCertificateRequest): { ce
     },
   ]);
   cert.sign(ca.keys.privateKey, forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
+  return checkedPems(cert, keys);
 }
 
 function baseCertificate(publicKey: forge.pki.PublicKey, commonName: string): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = publicKey;
-  // A positive serial: a leading 0x00 byte keeps the DER integer unsigned.
-  cert.serialNumber = "00" + forge.util.bytesToHex(forge.random.getBytesSync(15));
+  // A positive serial in minimal DER: the first byte between 0x01 and 0x7f needs no 0x00 before it.
+  const serial = forge.random.getBytesSync(16);
+  cert.serialNumber = forge.util.bytesToHex(String.fromCharCode((serial.charCodeAt(0) & 0x7f) | 0x01) + serial.slice(1));
   // Backdated an hour so small clock differences never make it "not yet valid".
   cert.validity.notBefore = new Date(Date.now() - 60 * 60 * 1000);
   cert.validity.notAfter = new Date(Date.now() + 365 * 24 * 60 * 60 * 1000);
@@ -119,9 +144,10 @@ export function testClientCertificate(pkiName: string, commonName: string): Test
       keys: {
         privateKey: forge.pki.privateKeyFromPem(pki.caKeyPem) as forge.pki.rsa.PrivateKey,
         publicKey: forge.pki.certificateFromPem(pki.caCertPem).publicKey as forge.pki.rsa.PublicKey,
+        pem: pki.caKeyPem,
       },
     };
-    const keys = forge.pki.rsa.generateKeyPair({ bits: 2048 });
+    const keys = generateKeys();
     const cert = baseCertificate(keys.publicKey, commonName);
     cert.setIssuer(ca.cert.subject.attributes);
     cert.setExtensions([
@@ -130,7 +156,7 @@ export function testClientCertificate(pkiName: string, commonName: string): Test
       { name: "extKeyUsage", clientAuth: true },
     ]);
     cert.sign(ca.keys.privateKey, forge.md.sha256.create());
-    issued = { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
+    issued = checkedPems(cert, keys);
     clientCache.set(key, issued);
   }
   return issued;
