@@ -41,8 +41,25 @@ export interface ProjectDomain {
   domain: string;
 }
 
-/** Objects that land in a namespace; everything else a template yields is cluster-scoped. */
-const CLUSTER_SCOPED_KINDS = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass", "StorageClass"]);
+/**
+ * Kinds that live outside namespaces; every other kind a template yields is placed in the
+ * project-domain's namespace (whatever namespace the template names, so a template cannot write
+ * into another project's namespace).
+ */
+const CLUSTER_SCOPED_KINDS = new Set([
+  "Namespace",
+  "ClusterRole",
+  "ClusterRoleBinding",
+  "PriorityClass",
+  "StorageClass",
+  "PersistentVolume",
+  "CustomResourceDefinition",
+  "MutatingWebhookConfiguration",
+  "ValidatingWebhookConfiguration",
+  "IngressClass",
+  "RuntimeClass",
+  "APIService",
+]);
 
 /**
  * The objects one project-domain needs on every cluster: its namespace, its service account, then

@@ -126,6 +126,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     defaultPoolConfig: config.defaultPoolConfig,
     domains: config.domains,
   });
+  stores.changes.onListenerError = (error, change) => logger.error({ err: error, change }, "a listener of store changes failed");
   const routing = new RoutingIndex(stores);
   const sync = config.sync?.enabled ? new SyncLoop(stores, config.sync, logger) : null;
   const health = new HealthStatus();

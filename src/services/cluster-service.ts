@@ -69,11 +69,15 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
       const violations = new Violations();
       checkOrgField(cluster.org, "cluster.org", violations);
       violations.add("cluster.name", checkClusterName(cluster.name));
-      const paths = request.updateMask?.paths.length ? request.updateMask.paths : [...UPDATABLE_CLUSTER_FIELDS];
+      const masked = (request.updateMask?.paths.length ?? 0) > 0;
+      const paths = masked ? request.updateMask!.paths : [...UPDATABLE_CLUSTER_FIELDS];
       const changes: ClusterChanges = {};
       paths.forEach((path, index) => {
         if (path === "endpoint") changes.endpoint = cluster.endpoint;
-        else if (path === "enabled") changes.enabled = cluster.enabled ?? true;
+        // Without a mask an unset `enabled` means "leave it"; named in the mask, unset means true.
+        else if (path === "enabled") {
+          if (cluster.enabled !== undefined || masked) changes.enabled = cluster.enabled ?? true;
+        }
         else if (path === "auth") changes.auth = fromAuthMessage(cluster.auth);
         else violations.add(`update_mask.paths[${index}]`, `"${path}" cannot be updated; use ${UPDATABLE_CLUSTER_FIELDS.join(", ")}`);
       });

@@ -22,7 +22,22 @@ export class ChangeFeed {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Tells every listener. The write is already committed: a listener that throws must neither turn
+   * it into an error for the caller nor keep the listeners after it from hearing of it.
+   */
   publish(change: Change): void {
-    for (const listener of this.listeners) listener(change);
+    for (const listener of this.listeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        this.onListenerError(error, change);
+      }
+    }
   }
+
+  /** Where listener failures go; the server points it at its logger. */
+  onListenerError: (error: unknown, change: Change) => void = (error) => {
+    process.emitWarning(`change listener failed: ${(error as Error).message}`);
+  };
 }

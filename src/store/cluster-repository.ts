@@ -51,7 +51,7 @@ export interface ClusterFilter {
   state: ClusterState | "";
 }
 
-/** Something else that still names a cluster and so blocks its deletion (labels, later). */
+/** Something else that still names a cluster and so blocks its deletion (labels do). */
 export type ClusterReferenceCheck = (org: string, cluster: string) => string | null;
 
 /**

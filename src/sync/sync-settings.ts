@@ -48,6 +48,9 @@ export const DEFAULT_SYNC_SETTINGS: SyncSettings = {
 
 type Raw = Record<string, unknown>;
 
+/** Node timers overflow past 2^31 - 1 ms (about 24.8 days) and then fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 const KNOWN_KEYS = [
   "enabled",
   "interval",
@@ -97,9 +100,12 @@ export function parseSyncSettings(raw: unknown, source: string, env: NodeJS.Proc
   for (const [key, field] of durations) {
     if (input[key] === undefined) continue;
     const ms = parseDuration(input[key]);
-    if (ms === null || ms === 0) problems.add(at(key), `${JSON.stringify(input[key])} must be a positive duration such as 500ms, 30s, 10m or 1h`);
-    else settings[field] = ms;
+    if (ms === null || ms === 0 || ms > MAX_TIMER_MS) {
+      problems.add(at(key), `${JSON.stringify(input[key])} must be a positive duration of at most 24 days, such as 500ms, 30s, 10m or 1h`);
+    } else settings[field] = ms;
   }
+  if (settings.fullResyncIntervalMs < settings.intervalMs) problems.add(at("fullResyncInterval"), "must not be shorter than interval");
+  if (settings.maxBackoffMs < settings.initialBackoffMs) problems.add(at("maxBackoff"), "must not be shorter than initialBackoff");
   for (const key of ["concurrency", "requestsPerCluster"] as const) {
     if (input[key] === undefined) continue;
     const value = input[key];

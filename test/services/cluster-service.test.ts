@@ -188,6 +188,12 @@ describe("updating a cluster", () => {
     expect(fieldsOf(inCluster)).toEqual(["cluster.endpoint"]);
   });
 
+  it("leaves enabled alone when the mask is empty and enabled is unset", async () => {
+    await clusters.updateCluster({ cluster: { name: "prod-us-east-1", enabled: false }, updateMask: { paths: ["enabled"] } });
+    const { cluster } = await clusters.updateCluster({ cluster: seedCluster("prod-us-east-1", "", { enabled: undefined, endpoint: "https://moved:443" }) });
+    expect(cluster).toMatchObject({ enabled: false, endpoint: "https://moved:443" });
+  });
+
   it("never changes the pool", async () => {
     const error = await rejectedUnchanged(
       () => clusters.updateCluster({ cluster: seedCluster("prod-us-east-1", "default") }),

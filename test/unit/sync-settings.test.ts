@@ -52,3 +52,11 @@ describe("sync settings keys", () => {
     expect(parseSyncSettings({ refreshInterval: "2m" }, "sync").intervalMs).toBe(120_000);
   });
 });
+
+describe("sync settings bounds", () => {
+  it("refuses durations a timer cannot hold and periods in the wrong order", () => {
+    expect(() => parseSyncSettings({ interval: "1000h" }, "sync")).toThrow(/sync\.interval: "1000h" must be a positive duration of at most 24 days/);
+    expect(() => parseSyncSettings({ interval: "10m", fullResyncInterval: "1m" }, "sync")).toThrow(/sync\.fullResyncInterval: must not be shorter than interval/);
+    expect(() => parseSyncSettings({ initialBackoff: "10s", maxBackoff: "1s" }, "sync")).toThrow(/sync\.maxBackoff: must not be shorter than initialBackoff/);
+  });
+});
