@@ -2,7 +2,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import { cors as connectCors } from "@connectrpc/connect";
 import type { Authenticator } from "./auth.js";
-import { peerOf } from "./auth.js";
+import { isLoopback, peerOf } from "./auth.js";
 import type { ServerMetrics } from "./metrics.js";
 
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
@@ -31,6 +31,12 @@ export interface HttpRoutesOptions {
   auth: Authenticator;
   /** `/readyz`: database open, migrations applied, not shutting down. */
   readiness(): Readiness;
+  /**
+   * Answer only requests addressed to a loopback host name. Set when the server runs without
+   * authentication on loopback: a web page on another site could otherwise reach it through
+   * a DNS name rebound to 127.0.0.1 (its requests carry that name as Host, not localhost).
+   */
+  loopbackHostsOnly: boolean;
 }
 
 /**
@@ -41,6 +47,10 @@ export function httpRoutes(options: HttpRoutesOptions): NodeHandler {
   const origins = new Set(options.allowedOrigins.map(normalizeOrigin));
   return (request, response) => {
     const path = (request.url ?? "/").split("?")[0];
+    if (options.loopbackHostsOnly && !isLoopback(hostName(request))) {
+      const message = "this server runs without authentication and answers only requests addressed to localhost; configure auth.tokensFile to serve other names\n";
+      return plain(request, response, 403, "text/plain; charset=utf-8", message);
+    }
     switch (path) {
       case "/healthz":
         return plain(request, response, 200, "text/plain; charset=utf-8", "ok\n");
@@ -110,4 +120,11 @@ function header(request: Request, name: string): string | undefined {
 /** Origins compare by scheme, host and port; case and a trailing slash do not matter. */
 export function normalizeOrigin(origin: string): string {
   return origin.trim().replace(/\/+$/, "").toLowerCase();
+}
+
+/** The host name a request was addressed to (Host, or HTTP/2's :authority), without the port. */
+function hostName(request: Request): string {
+  const host = header(request, "host") ?? header(request, ":authority") ?? "";
+  const bracketed = /^\[([^\]]+)\]/.exec(host);
+  return bracketed ? bracketed[1]! : host.replace(/:\d+$/, "");
 }

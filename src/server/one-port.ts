@@ -9,6 +9,9 @@ type Handler = (
   response: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+
+/** How long a new cleartext connection may stay silent before it is closed. */
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
 /** PEM contents for serving TLS, and optionally asking clients for certificates. */
 export interface TlsMaterial {
   cert: string;
@@ -117,9 +120,13 @@ export class OnePortServer {
   private accept(socket: Socket): void {
     if (!this.track(socket)) return;
     const h1 = this.h1!;
+    // A connection that never says anything would otherwise be held forever.
+    const silent = setTimeout(() => socket.destroy(), FIRST_BYTES_TIMEOUT_MS);
+    socket.once("close", () => clearTimeout(silent));
     // Peek in paused mode ('readable', not 'data'): the socket keeps reading from the network,
     // and whatever was read stays buffered for the server that takes the connection over.
     socket.once("readable", () => {
+      clearTimeout(silent);
       const head = socket.read() as Buffer | null;
       if (head === null) {
         socket.destroy();

@@ -153,6 +153,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     metricsPublic: config.metrics?.public ?? true,
     auth,
     readiness: () => readiness(stores, health),
+    loopbackHostsOnly: !config.auth?.tokensFile && !tls?.clientCa && !config.auth?.allowUnauthenticated,
   });
   const transport = new OnePortServer(handler, tls);
   let address;

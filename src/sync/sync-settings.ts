@@ -104,8 +104,15 @@ export function parseSyncSettings(raw: unknown, source: string, env: NodeJS.Proc
       problems.add(at(key), `${JSON.stringify(input[key])} must be a positive duration of at most 24 days, such as 500ms, 30s, 10m or 1h`);
     } else settings[field] = ms;
   }
-  if (settings.fullResyncIntervalMs < settings.intervalMs) problems.add(at("fullResyncInterval"), "must not be shorter than interval");
-  if (settings.maxBackoffMs < settings.initialBackoffMs) problems.add(at("maxBackoff"), "must not be shorter than initialBackoff");
+  // A default that the configured value overtakes follows it; two configured values must agree.
+  if (settings.fullResyncIntervalMs < settings.intervalMs) {
+    if (input.fullResyncInterval === undefined) settings.fullResyncIntervalMs = settings.intervalMs;
+    else problems.add(at("fullResyncInterval"), "must not be shorter than interval");
+  }
+  if (settings.maxBackoffMs < settings.initialBackoffMs) {
+    if (input.maxBackoff === undefined) settings.maxBackoffMs = settings.initialBackoffMs;
+    else problems.add(at("maxBackoff"), "must not be shorter than initialBackoff");
+  }
   for (const key of ["concurrency", "requestsPerCluster"] as const) {
     if (input[key] === undefined) continue;
     const value = input[key];

@@ -60,3 +60,9 @@ describe("sync settings bounds", () => {
     expect(() => parseSyncSettings({ initialBackoff: "10s", maxBackoff: "1s" }, "sync")).toThrow(/sync\.maxBackoff: must not be shorter than initialBackoff/);
   });
 });
+
+describe("sync settings defaults that a configured value overtakes", () => {
+  it("stretch the full resync to a longer interval", () => {
+    expect(parseSyncSettings({ interval: "15m" }, "sync")).toMatchObject({ intervalMs: 900_000, fullResyncIntervalMs: 900_000 });
+  });
+});
