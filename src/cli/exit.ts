@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { grpcStatusName } from "../core/values.js";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 
 /**
@@ -65,7 +66,7 @@ export function isUnreachable(error: unknown): boolean {
 
 /** `INVALID_ARGUMENT`, as the API documentation spells codes. */
 export function codeName(code: Code): string {
-  return (Code[code] ?? String(code)).replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+  return grpcStatusName(Code[code] ?? String(code));
 }
 
 /**

@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from "node:fs";
+import { isMapping } from "../core/values.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, Option } from "commander";
 import { parse as parseYaml, parseAllDocuments, stringify as toYaml } from "yaml";
@@ -48,9 +49,6 @@ interface Step {
   run?: () => Promise<void>;
 }
 
-function isMapping(value: unknown): value is Mapping {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 type Found = { at: string; value: Mapping };
 type Search = (wanted: (key: string, value: Mapping) => boolean) => Found[];

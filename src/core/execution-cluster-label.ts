@@ -1,5 +1,6 @@
 import { Violations } from "./errors.js";
 import { checkResourceName } from "./names.js";
+import { checkDomain } from "./project.js";
 
 /** Where an assignment applies, from least to most specific. */
 export type AssignmentScope = "DEFAULT" | "PROJECT" | "PROJECT_DOMAIN" | "WORKFLOW" | "LAUNCH_PLAN";
@@ -55,9 +56,7 @@ export function checkAssignmentKey(
   violations: Violations,
 ): void {
   violations.add(`${prefix}project`, checkResourceName(key.project));
-  if (key.domain !== "" && !domains.includes(key.domain)) {
-    violations.add(`${prefix}domain`, `"${key.domain}" is not a configured domain; use one of ${domains.join(", ")}`);
-  }
+  if (key.domain !== "") violations.add(`${prefix}domain`, checkDomain(key.domain, domains));
   if ((key.workflow !== "" || key.launchPlan !== "") && key.domain === "") {
     violations.add(`${prefix}domain`, "is required with a workflow or launch plan");
   }

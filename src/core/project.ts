@@ -60,3 +60,8 @@ export function checkDomains(domains: readonly string[], field: string, violatio
     seen.add(domain);
   });
 }
+
+/** Why `domain` is not one of the configured domains, or null. */
+export function checkDomain(domain: string, domains: readonly string[]): string | null {
+  return domains.includes(domain) ? null : `"${domain}" is not a configured domain; use one of ${domains.join(", ")}`;
+}

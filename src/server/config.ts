@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isMapping } from "../core/values.js";
 import { parse as parseYaml } from "yaml";
 import { parseDuration } from "../core/duration.js";
 import { namespaceOf } from "../core/desired-state.js";
@@ -363,9 +364,6 @@ function collect(error: unknown, problems: Violations): void {
   for (const violation of error.violations) problems.add(violation.field, violation.description);
 }
 
-function isMapping(value: unknown): value is Raw {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** The namespace template must give a namespace for every domain: a missing variable is caught at start, not on the first project. */
 function checkNamespaceTemplate(config: ServerConfig, problems: Violations): void {

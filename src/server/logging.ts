@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { grpcStatusName } from "../core/values.js";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import pino, { type DestinationStream, type Logger } from "pino";
 import { identityKey } from "./auth.js";
@@ -41,11 +42,11 @@ export function loggingInterceptor(logger: Logger): Interceptor {
     try {
       const response = await next(request);
       response.header.set("x-request-id", requestId);
-      logger.info({ ...fields(), code: "ok" }, "rpc");
+      logger.info({ ...fields(), code: "OK" }, "rpc");
       return response;
     } catch (error) {
       const connectError = ConnectError.from(error);
-      const code = Code[connectError.code];
+      const code = grpcStatusName(Code[connectError.code]);
       const level = connectError.code === Code.Internal || connectError.code === Code.Unknown ? "error" : "info";
       connectError.metadata.set("x-request-id", requestId);
       logger[level]({ ...fields(), code, error: connectError.rawMessage }, "rpc");

@@ -1,4 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { grpcStatusName } from "../core/values.js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Stores } from "../store/stores.js";
 import type { ClusterReport } from "../sync/sync-loop.js";
@@ -23,7 +24,7 @@ function processMetrics(): Registry {
 /** The gRPC name of a status code: OK, UNAUTHENTICATED, PERMISSION_DENIED, … */
 export function grpcCodeName(code: Code | null): string {
   if (code === null) return "OK";
-  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+  return grpcStatusName(Code[code]);
 }
 
 /** One Prometheus registry per server: RPCs, latency, and the cluster-sync loop. */

@@ -20,6 +20,7 @@ import {
   type AssignmentKey,
 } from "../core/execution-cluster-label.js";
 import { checkClusterName, checkResourceName } from "../core/names.js";
+import { checkDomain } from "../core/project.js";
 import type { PageRequest } from "../core/paging.js";
 import type { RoutingIndex } from "../routing/routing-index.js";
 import { selectCluster, type SelectRequest } from "../routing/select-cluster.js";
@@ -122,9 +123,7 @@ export function executionClusterLabelService(
     listExecutionClusterLabels(request) {
       const violations = new Violations();
       if (request.project !== "") violations.add("project", checkResourceName(request.project));
-      if (request.domain !== "" && !domains.includes(request.domain)) {
-        violations.add("domain", `"${request.domain}" is not a configured domain; use one of ${domains.join(", ")}`);
-      }
+      if (request.domain !== "") violations.add("domain", checkDomain(request.domain, domains));
       const filter = { project: request.project, domain: request.domain };
       const fetch = (page: PageRequest) => assignments.list(request.org, filter, page);
       const { items, nextPageToken } = listPage(request, filter, violations, fetch, toAssignmentMessage, assignmentSortKey);
@@ -157,9 +156,7 @@ function toSelectRequest(request: SelectClusterRequest, domains: readonly string
   checkOrgField(request.org, "org", violations);
   violations.add("project", checkResourceName(request.project));
   if (request.domain === "") violations.add("domain", `is required: one of ${domains.join(", ")}`);
-  else if (!domains.includes(request.domain)) {
-    violations.add("domain", `"${request.domain}" is not a configured domain; use one of ${domains.join(", ")}`);
-  }
+  else violations.add("domain", checkDomain(request.domain, domains));
   violations.add("workflow", checkEntityName(request.workflow));
   violations.add("launch_plan", checkEntityName(request.launchPlan));
   if (request.executionId === "") violations.add("execution_id", "is required: it keeps one execution on one cluster");

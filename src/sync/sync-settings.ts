@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from "node:fs";
+import { isMapping } from "../core/values.js";
 import { isAbsolute, join } from "node:path";
 import { DEFAULT_CREDENTIAL_DIRECTORIES } from "../core/cluster.js";
 import { DEFAULT_PROVISIONING, type ProvisioningSpec } from "../core/desired-state.js";
@@ -218,6 +219,3 @@ function stringMap(raw: unknown, source: string, problems: Violations): Record<s
   return { ...(raw as Record<string, string>) };
 }
 
-function isMapping(value: unknown): boolean {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}

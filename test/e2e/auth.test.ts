@@ -199,11 +199,11 @@ describe("bearer-token authentication", () => {
       procedure: "clusterplane.v1.ClusterPoolService/ListClusterPools",
       caller: "execution-engine",
       role: "router",
-      code: "ok",
+      code: "OK",
       durationMs: expect.any(Number),
     });
-    expect(line("req-denied-1")).toMatchObject({ caller: "execution-engine", role: "router", code: "PermissionDenied" });
-    expect(line("req-unknown-1")).toMatchObject({ code: "Unauthenticated", error: "unknown bearer token" });
+    expect(line("req-denied-1")).toMatchObject({ caller: "execution-engine", role: "router", code: "PERMISSION_DENIED" });
+    expect(line("req-unknown-1")).toMatchObject({ code: "UNAUTHENTICATED", error: "unknown bearer token" });
     expect(line("req-unknown-1")).not.toHaveProperty("caller");
     for (const secret of [admin.token, viewer.token, router.token, stranger]) expect(logText).not.toContain(secret);
   });
