@@ -35,8 +35,15 @@ export class RoutingIndex {
   private readonly queues = new Map<string, RoutableQueue>();
   private readonly unsubscribe: () => void;
 
-  constructor(private readonly stores: Stores) {
-    for (const cluster of stores.clusters.all()) this.clusters.set(key(cluster.org, cluster.name), routable(cluster));
+  /**
+   * @param honorSyncStatus whether a cluster failing sync is kept out of routing; off when this
+   *   process runs no sync loop, so a stale verdict cannot exclude a cluster forever.
+   */
+  constructor(
+    private readonly stores: Stores,
+    private readonly honorSyncStatus = true,
+  ) {
+    this.reloadClusters();
     for (const label of stores.labels.all()) this.labels.set(key(label.org, label.name), members(label.clusters));
     for (const assignment of stores.assignments.all()) this.assignments.set(assignmentKey(assignment), assignment.value);
     for (const [org, label] of stores.labels.allDefaults()) this.defaults.set(org, label);
@@ -44,6 +51,17 @@ export class RoutingIndex {
     for (const project of stores.projects.allInState("ARCHIVED")) this.projects.set(key(project.org, project.id), "ARCHIVED");
     for (const queue of stores.queues.all()) this.queues.set(key(queue.org, queue.name), queue);
     this.unsubscribe = stores.changes.subscribe((change) => this.apply(change));
+  }
+
+  /**
+   * Reads every cluster again. The change feed covers this process's writes; a `sync --once` run
+   * from another process writes sync status only to the database, so the server calls this
+   * periodically.
+   */
+  reloadClusters(): void {
+    this.clusters.clear();
+    for (const cluster of this.stores.clusters.all()) this.clusters.set(key(cluster.org, cluster.name), this.routable(cluster));
+    this.eligibleByOrg.clear();
   }
 
   close(): void {
@@ -93,13 +111,23 @@ export class RoutingIndex {
       .sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
+  private routable(cluster: Cluster): RoutableCluster {
+    let ineligibleBecause = "";
+    if (!cluster.enabled) ineligibleBecause = "disabled";
+    else if (cluster.state === "DRAINED") ineligibleBecause = "drained";
+    else if (this.honorSyncStatus && cluster.sync && cluster.sync.consecutiveFailures > 0) {
+      ineligibleBecause = `failing sync (${cluster.sync.lastError})`;
+    }
+    return { org: cluster.org, name: cluster.name, weight: 1, pool: cluster.pool, endpoint: cluster.endpoint, ineligibleBecause };
+  }
+
   private apply(change: Change): void {
     const { stores } = this;
     switch (change.kind) {
       case "cluster":
       case "cluster-sync": {
         const cluster = stores.clusters.find(change.org, change.name);
-        setOrDelete(this.clusters, key(change.org, change.name), cluster && routable(cluster));
+        setOrDelete(this.clusters, key(change.org, change.name), cluster && this.routable(cluster));
         this.eligibleByOrg.delete(change.org);
         return;
       }
@@ -142,19 +170,4 @@ function members(clusters: readonly { cluster: string; weight: number }[]): Weig
   return clusters
     .map((member) => ({ name: member.cluster, weight: member.weight }))
     .sort((a, b) => (a.name < b.name ? -1 : 1));
-}
-
-function routable(cluster: Cluster): RoutableCluster {
-  let ineligibleBecause = "";
-  if (!cluster.enabled) ineligibleBecause = "disabled";
-  else if (cluster.state === "DRAINED") ineligibleBecause = "drained";
-  else if (cluster.sync && cluster.sync.consecutiveFailures > 0) ineligibleBecause = `failing sync (${cluster.sync.lastError})`;
-  return {
-    org: cluster.org,
-    name: cluster.name,
-    weight: 1,
-    pool: cluster.pool,
-    endpoint: cluster.endpoint,
-    ineligibleBecause,
-  };
 }

@@ -54,6 +54,9 @@ export interface MetricsConfig {
   public: boolean;
 }
 
+
+/** How often routing re-reads clusters, for sync status written by other processes. */
+const ROUTING_REFRESH_MS = 5_000;
 export interface ServerConfig {
   /** Address to bind, for example 127.0.0.1 or 0.0.0.0. */
   host: string;
@@ -127,7 +130,10 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     domains: config.domains,
   });
   stores.changes.onListenerError = (error, change) => logger.error({ err: error, change }, "a listener of store changes failed");
-  const routing = new RoutingIndex(stores);
+  const routing = new RoutingIndex(stores, config.sync?.enabled ?? false);
+  // Sync status written by `clusterplane sync --once` from another process reaches routing here.
+  const routingRefresh = setInterval(() => routing.reloadClusters(), ROUTING_REFRESH_MS);
+  routingRefresh.unref();
   const sync = config.sync?.enabled ? new SyncLoop(stores, config.sync, logger) : null;
   const health = new HealthStatus();
   const routes = (router: ConnectRouter) => {
@@ -161,6 +167,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     address = await transport.listen(config.port, config.host);
   } catch (error) {
     tokens?.close();
+    clearInterval(routingRefresh);
     routing.close();
     stores.db.close();
     throw error;
@@ -186,6 +193,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
         await sync?.stop();
         unsubscribeMetrics?.();
         tokens?.close();
+        clearInterval(routingRefresh);
         routing.close();
         stores.db.close();
       })();
