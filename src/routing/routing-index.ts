@@ -36,12 +36,13 @@ export class RoutingIndex {
   private readonly unsubscribe: () => void;
 
   /**
-   * @param honorSyncStatus whether a cluster failing sync is kept out of routing; off when this
-   *   process runs no sync loop, so a stale verdict cannot exclude a cluster forever.
+   * @param honorSyncStatus whether routing waits for the sync loop: a cluster is routed to only
+   *   once a pass has provisioned it, and not while passes cannot reach it. Off when this process
+   *   runs no sync loop, so a stale or missing verdict cannot exclude a cluster forever.
    */
   constructor(
     private readonly stores: Stores,
-    private readonly honorSyncStatus = true,
+    private readonly honorSyncStatus = false,
   ) {
     this.reloadClusters();
     for (const label of stores.labels.all()) this.labels.set(key(label.org, label.name), members(label.clusters));
@@ -115,6 +116,7 @@ export class RoutingIndex {
     let ineligibleBecause = "";
     if (!cluster.enabled) ineligibleBecause = "disabled";
     else if (cluster.state === "DRAINED") ineligibleBecause = "drained";
+    else if (this.honorSyncStatus && !cluster.sync) ineligibleBecause = "not provisioned yet (waiting for its first sync pass)";
     else if (this.honorSyncStatus && cluster.sync && cluster.sync.consecutiveFailures > 0) {
       ineligibleBecause = `failing sync (${cluster.sync.lastError})`;
     }

@@ -146,8 +146,10 @@ export class ClusterRepository {
         .run({ org, name, endpoint: next.endpoint, enabled: next.enabled ? 1 : 0, now: nextUpdateTime(current),
           ...authColumns(next.auth) });
       if (next.endpoint !== current.endpoint || JSON.stringify(next.auth) !== JSON.stringify(current.auth)) {
-        // Another endpoint or identity may be another cluster: apply everything again.
+        // Another endpoint or identity may be another cluster: apply everything again, and
+        // route to it only once that has been done.
         this.db.prepare("DELETE FROM sync_applied WHERE org = ? AND cluster = ?").run(org, name);
+        this.db.prepare("DELETE FROM cluster_sync_status WHERE org = ? AND cluster = ?").run(org, name);
       }
       return this.get(org, name);
     })();

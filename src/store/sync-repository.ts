@@ -66,7 +66,9 @@ export class SyncRepository {
         consecutiveFailures: status.consecutiveFailures,
         lastError: status.lastError,
       });
-    if ((before?.consecutiveFailures ?? 0) > 0 !== status.consecutiveFailures > 0) {
+    // Routing cares about two things only: whether the cluster was ever provisioned, and whether
+    // passes reach it.
+    if (before === null || before.consecutiveFailures > 0 !== status.consecutiveFailures > 0) {
       this.changes.publish({ kind: "cluster-sync", org, name: cluster });
     }
   }

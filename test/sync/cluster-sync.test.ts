@@ -208,6 +208,23 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
     }
   });
 
+  it("routes to a new cluster only once its first pass has provisioned it", async () => {
+    const api = await StandInApiServer.start();
+    try {
+      await api.setFault({ kind: "slow", delayMs: 150 });
+      await register("fresh", api);
+      const explicit = () => routing.selectCluster({ project: "project1", domain: "development", executionId: "e1", target: { case: "cluster", value: "fresh" } });
+      const early = await explicit().catch((error: unknown) => error as Error);
+      expect(String(early)).toContain("not provisioned yet");
+      await waitFor("the first pass done", async () => (await syncStatus("fresh")).health === SyncHealth.HEALTHY, 20_000);
+      expect((await explicit()).cluster).toBe("fresh");
+    } finally {
+      await clusters.drainCluster({ name: "fresh" });
+      await clusters.deleteCluster({ name: "fresh" });
+      await api.stop();
+    }
+  });
+
   it("reads credentials from their files on every pass, so a rotated token is picked up", async () => {
     const tokenPath = tokenFiles.get("dataplane_2")!;
     writeFileSync(tokenPath, "a-token-the-cluster-does-not-know\n");
@@ -229,18 +246,20 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
   it.each(faults)("keeps the other cluster converged while one is %s, reports it, and heals", async (_, fault, error) => {
     await apiB.setFault(fault);
     const project = `fault-${fault.kind}`;
-    await projects.createProject({ project: { id: project } });
-    await waitFor("the healthy cluster converged", () => converged(apiA, project));
-    await waitFor("the fault reported", async () => (await syncStatus("dataplane_2")).health === SyncHealth.FAILING);
-    const failing = await syncStatus("dataplane_2");
-    expect(failing.lastError).toMatch(error);
-    expect(failing.consecutiveFailures).toBeGreaterThan(0);
-    expect((await syncStatus("dataplane_1")).health).toBe(SyncHealth.HEALTHY);
-    // A cluster failing sync is not routed to.
-    const selection = await routing.selectCluster({ project, domain: "development", executionId: "e1" });
-    expect(selection.cluster).toBe("dataplane_1");
-
-    await apiB.clearFault();
+    try {
+      await projects.createProject({ project: { id: project } });
+      await waitFor("the healthy cluster converged", () => converged(apiA, project));
+      await waitFor("the fault reported", async () => (await syncStatus("dataplane_2")).health === SyncHealth.FAILING);
+      const failing = await syncStatus("dataplane_2");
+      expect(failing.lastError).toMatch(error);
+      expect(failing.consecutiveFailures).toBeGreaterThan(0);
+      expect((await syncStatus("dataplane_1")).health).toBe(SyncHealth.HEALTHY);
+      // A cluster failing sync is not routed to.
+      const selection = await routing.selectCluster({ project, domain: "development", executionId: "e1" });
+      expect(selection.cluster).toBe("dataplane_1");
+    } finally {
+      await apiB.clearFault();
+    }
     await waitFor("the faulty cluster healed", async () => converged(apiB, project) && (await syncStatus("dataplane_2")).health === SyncHealth.HEALTHY, 15_000);
     expect((await syncStatus("dataplane_2")).lastError).toBe("");
   });
