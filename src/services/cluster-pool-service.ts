@@ -96,8 +96,9 @@ function toMessage(pool: ClusterPool): ClusterPoolMessage {
       imageRegistry: config.imageRegistryLocator ? { locator: config.imageRegistryLocator } : undefined,
     },
     memberClusters: pool.memberClusters,
-    createTime: toTimestamp(pool.createTime),
-    updateTime: toTimestamp(pool.updateTime),
+    // A default pool nobody has written yet has no times of its own.
+    createTime: pool.createTime.getTime() ? toTimestamp(pool.createTime) : undefined,
+    updateTime: pool.updateTime.getTime() ? toTimestamp(pool.updateTime) : undefined,
     etag: pool.etag,
   });
 }
