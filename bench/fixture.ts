@@ -25,7 +25,7 @@ export function populate(stores: Stores): Fixture {
         pool: "default",
         endpoint: `https://cluster-${c}.example.com:443`,
         enabled: true,
-        auth: { kind: "in_cluster" },
+        auth: { kind: "bearer_token_file", tokenPath: `/var/run/credentials/cluster-${c}_token`, caCertPath: `/var/run/credentials/cluster-${c}_cacert` },
       });
     }
     for (let l = 0; l < LABELS; l++) {

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { grpcStatusName } from "../core/values.js";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { grpcStatusName } from "../core/values.js";
 
 /**
  * Exit codes of the operator commands. Scripts branch on them, so they are part of the

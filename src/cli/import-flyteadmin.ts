@@ -1,14 +1,15 @@
 import { readFileSync, writeFileSync } from "node:fs";
-import { isMapping } from "../core/values.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Command, Option } from "commander";
 import { parse as parseYaml, parseAllDocuments, stringify as toYaml } from "yaml";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Cluster, ClusterAuthSchema } from "../../gen/clusterplane/v1/cluster_pb.js";
 import type { ClusterLabel } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
+import { isMapping } from "../core/values.js";
 import type { Session } from "./client.js";
 import { confirm } from "./confirm.js";
 import { CliError, EXIT } from "./exit.js";
+import { flyteadminAuth } from "./manifests.js";
 import { renderTable } from "./output.js";
 import { formatMembers } from "./resources.js";
 import { repeatable, splitPair, yesOption, type Verbs } from "./verbs.js";
@@ -103,15 +104,15 @@ function readClusters(section: Mapping, at: string, overrides: Map<string, strin
     const here = `${where} (${name})`;
     for (const key of Object.keys(raw)) if (!KNOWN_CLUSTER_KEYS.has(key)) notes.push(`${here}.${key} has no clusterplane equivalent; ignored`);
     if (raw.kubeClientConfig !== undefined) notes.push(`${here}.kubeClientConfig ignored: clusterplane sets its own client timeouts (sync settings requestTimeout)`);
-    const auth = isMapping(raw.auth) ? raw.auth : {};
+    // flyteadmin reads an auth without a type as file_path.
+    const auth = { type: "file_path", ...(isMapping(raw.auth) ? raw.auth : {}) };
     let entryAuth: ClusterEntry["auth"];
-    if (auth.type === "in_cluster") entryAuth = "in_cluster";
-    else if (auth.type === undefined || auth.type === "file_path") {
-      if (typeof auth.tokenPath !== "string" || typeof auth.certPath !== "string") {
-        return void problems.push(`${here}.auth needs tokenPath and certPath (type file_path)`);
-      }
-      entryAuth = { tokenPath: auth.tokenPath, caCertPath: auth.certPath };
-    } else return void problems.push(`${here}.auth.type ${JSON.stringify(auth.type)} is not file_path`);
+    try {
+      const json = flyteadminAuth(auth, here);
+      entryAuth = "inCluster" in json ? "in_cluster" : json.bearerTokenFile;
+    } catch (error) {
+      return void problems.push((error as Error).message);
+    }
     if (raw.enabled !== undefined && typeof raw.enabled !== "boolean") return void problems.push(`${here}.enabled must be true or false`);
     // flyteadmin routes only to clusters with enabled: true; a missing flag means disabled there too.
     const enabled = raw.enabled === true;

@@ -147,12 +147,23 @@ const FLYTEADMIN_AUTH_KEYS = new Set(["type", "tokenPath", "certPath", "caCertPa
  */
 function clusterAuthJson(raw: unknown, source: string): unknown {
   const auth = mapping(raw, source, "auth");
-  if (auth.type === undefined) return auth;
+  return auth.type === undefined ? auth : flyteadminAuth(auth, source);
+}
+
+/** flyteadmin's auth mapping (`type: file_path | in_cluster`) as the protobuf JSON of ClusterAuth. */
+export function flyteadminAuth(
+  auth: Mapping,
+  source: string,
+): { bearerTokenFile: { tokenPath: string; caCertPath: string } } | { inCluster: Record<string, never> } {
   for (const key of Object.keys(auth)) {
     if (!FLYTEADMIN_AUTH_KEYS.has(key)) throw new CliError(`${source}: auth.${key} is not a field of auth (type, tokenPath, certPath)`);
   }
   if (auth.type === "file_path") {
-    return { bearerTokenFile: { tokenPath: auth.tokenPath ?? "", caCertPath: auth.certPath ?? auth.caCertPath ?? "" } };
+    const caCertPath = auth.certPath ?? auth.caCertPath;
+    if (typeof auth.tokenPath !== "string" || typeof caCertPath !== "string") {
+      throw new CliError(`${source}: auth type file_path needs tokenPath and certPath`);
+    }
+    return { bearerTokenFile: { tokenPath: auth.tokenPath, caCertPath } };
   }
   if (auth.type === "in_cluster") {
     if (auth.tokenPath !== undefined || auth.certPath !== undefined) {

@@ -5,12 +5,8 @@ import { startServer, type ServerConfig } from "../server/server.js";
 
 /** `clusterplane serve`: runs the server until SIGTERM or SIGINT, then shuts down gracefully. */
 export async function serve(flags: ServeFlags): Promise<void> {
-  let config;
-  try {
-    config = resolveServerConfig(flags);
-  } catch (error) {
-    return refuse(error);
-  }
+  const config = configOrRefuse(flags);
+  if (!config) return;
   const logger = createLogger(config.logLevel);
   let server;
   try {
@@ -38,10 +34,21 @@ export async function serve(flags: ServeFlags): Promise<void> {
   process.once("SIGINT", stop);
 }
 
+/** A configuration error ends the command with its message and exit code 2; anything else is a bug. */
 function refuse(error: unknown): void {
   if (!(error instanceof DomainError)) throw error;
   process.stderr.write(`clusterplane: bad configuration: ${error.message}\n`);
   process.exitCode = 2;
+}
+
+/** The server configuration, or undefined after refusing a bad one. */
+export function configOrRefuse(flags: ServeFlags): ServerConfig | undefined {
+  try {
+    return resolveServerConfig(flags);
+  } catch (error) {
+    refuse(error);
+    return undefined;
+  }
 }
 
 /** For the start-up line: how callers authenticate (never the credentials). */

@@ -1,8 +1,8 @@
-import { DomainError } from "../core/errors.js";
-import { resolveServerConfig, type ServeFlags } from "../server/config.js";
+import type { ServeFlags } from "../server/config.js";
 import { createLogger } from "../server/logging.js";
 import { openStores } from "../store/stores.js";
 import { SyncLoop } from "../sync/sync-loop.js";
+import { configOrRefuse } from "./serve.js";
 
 interface SyncOnceFlags extends ServeFlags {
   full?: boolean;
@@ -10,27 +10,20 @@ interface SyncOnceFlags extends ServeFlags {
 
 /** `clusterplane sync --once`: one pass over every enabled cluster, a line per cluster, exit 1 on any failure. */
 export async function syncOnce(flags: SyncOnceFlags): Promise<void> {
-  let config;
-  try {
-    config = resolveServerConfig(flags);
-  } catch (error) {
-    if (!(error instanceof DomainError)) throw error;
-    process.stderr.write(`clusterplane: bad configuration: ${error.message}\n`);
-    process.exitCode = 2;
-    return;
-  }
+  const config = configOrRefuse(flags);
+  if (!config) return;
   const stores = openStores({ path: config.databasePath, domains: config.domains });
   const loop = new SyncLoop(stores, { ...config.sync!, enabled: true }, createLogger("warn"));
   try {
     const reports = await loop.runOnce(flags.full ?? false);
     for (const report of reports) {
-      const outcome = report.error ? `FAILED  ${report.error}` : "ok";
+      const outcome = report.ok ? "ok" : `FAILED  ${report.error}`;
       process.stdout.write(
         `${report.cluster}\tapplied ${report.applied}\tunchanged ${report.unchanged}\tfailed ${report.failed}\t${report.durationMs} ms\t${outcome}\n`,
       );
     }
     if (reports.length === 0) process.stdout.write("no enabled clusters to sync\n");
-    if (reports.some((report) => report.error)) process.exitCode = 1;
+    if (reports.some((report) => !report.ok)) process.exitCode = 1;
   } finally {
     await loop.stop();
     stores.db.close();

@@ -1,6 +1,5 @@
-import { Violations } from "./errors.js";
+import { checkNoRepeats, Violations } from "./errors.js";
 import { checkClusterName } from "./names.js";
-import type { WeightedChoice } from "./weighted-pick.js";
 
 export interface LabelMember {
   cluster: string;
@@ -25,15 +24,12 @@ export function checkLabelMembers(members: readonly LabelMember[], field: string
     violations.add(field, "is required: at least one {cluster, weight}");
     return;
   }
-  const seen = new Set<string>();
   members.forEach((member, index) => {
     violations.add(`${field}[${index}].cluster`, checkClusterName(member.cluster));
-    if (seen.has(member.cluster)) violations.add(`${field}[${index}].cluster`, `"${member.cluster}" is listed twice`);
-    seen.add(member.cluster);
     if (!(member.weight > 0 && member.weight <= 1)) {
       violations.add(`${field}[${index}].weight`, `${member.weight} must be in (0, 1]; weights are relative within the label`);
     }
   });
+  checkNoRepeats(members.map((member) => member.cluster), (index) => `${field}[${index}].cluster`, violations);
 }
 
-export type { WeightedChoice };

@@ -41,21 +41,28 @@ export interface ClusterChanges {
   auth?: ClusterAuth;
 }
 
-export const ENDPOINT_REQUIRED =
+const ENDPOINT_REQUIRED =
   "is required to enable a cluster (unless auth is in_cluster): the https URL of its Kubernetes API, for example https://10.0.0.1:443";
+const IN_CLUSTER_ENDPOINT =
+  "must be empty with in_cluster auth: it always uses the API server of the cluster the control plane runs in";
 
 export const UPDATABLE_CLUSTER_FIELDS = ["endpoint", "enabled", "auth"] as const;
 
 /**
- * Checks an endpoint: an https URL of a Kubernetes API server. It may be empty for in-cluster auth,
- * and while the cluster is disabled (registered ahead of knowing its address, as an import of a
- * configuration with placeholders does); enabling such a cluster needs an endpoint.
+ * How a cluster's endpoint, auth and enabled flag fit together, whatever else is stored: in-cluster
+ * auth always talks to the API server the control plane runs in, so it takes no endpoint; any
+ * other cluster needs one to be enabled (it may be registered disabled ahead of knowing its
+ * address, as an import of a configuration with placeholders does). Returns the problem, or null.
  */
+export function endpointProblem(endpoint: string, auth: ClusterAuth | undefined, enabled: boolean): string | null {
+  if (auth?.kind === "in_cluster") return endpoint === "" ? null : IN_CLUSTER_ENDPOINT;
+  return endpoint === "" && enabled ? ENDPOINT_REQUIRED : null;
+}
+
+/** Checks an endpoint: an https URL of a Kubernetes API server, fitting its auth (endpointProblem). */
 export function checkEndpoint(endpoint: string, auth: ClusterAuth | undefined, enabled: boolean, field: string, violations: Violations): void {
-  if (endpoint === "") {
-    if (auth?.kind !== "in_cluster" && enabled) violations.add(field, ENDPOINT_REQUIRED);
-    return;
-  }
+  violations.add(field, endpointProblem(endpoint, auth, enabled));
+  if (endpoint === "") return;
   let url: URL | undefined;
   try {
     url = new URL(endpoint);
@@ -69,6 +76,11 @@ export function checkEndpoint(endpoint: string, auth: ClusterAuth | undefined, e
   }
 }
 
+/** Whether two registrations point at the same API server with the same identity. */
+export function sameTarget(a: Pick<Cluster, "endpoint" | "auth">, b: Pick<Cluster, "endpoint" | "auth">): boolean {
+  return a.endpoint === b.endpoint && JSON.stringify(a.auth) === JSON.stringify(b.auth);
+}
+
 /** Where credential files may be read from by default: the mount paths of the multi-cluster guide. */
 export const DEFAULT_CREDENTIAL_DIRECTORIES = ["/var/run/credentials", "/etc/credentials"] as const;
 
@@ -76,23 +88,14 @@ export const DEFAULT_CREDENTIAL_DIRECTORIES = ["/var/run/credentials", "/etc/cre
  * Checks auth: a method is required; token and CA paths are absolute files inside one of the
  * credential directories. The server reads those files and sends the token to the cluster's
  * endpoint, so an unrestricted path would let an API caller ship any file of the server's to a host
- * of their choosing. In-cluster auth always talks to the pod's own API server: its endpoint is empty.
+ * of their choosing.
  */
-export function checkAuth(
-  auth: ClusterAuth | undefined,
-  endpoint: string | undefined,
-  credentialDirectories: readonly string[],
-  field: string,
-  violations: Violations,
-): void {
+export function checkAuth(auth: ClusterAuth | undefined, credentialDirectories: readonly string[], field: string, violations: Violations): void {
   if (!auth) {
     violations.add(field, "is required: bearer_token_file { token_path, ca_cert_path } or in_cluster {}");
     return;
   }
-  if (auth.kind === "in_cluster") {
-    if (endpoint) violations.add("cluster.endpoint", "must be empty with in_cluster auth: it always uses the API server of the cluster the control plane runs in");
-    return;
-  }
+  if (auth.kind === "in_cluster") return;
   violations.add(`${field}.bearer_token_file.token_path`, checkCredentialPath(auth.tokenPath, credentialDirectories));
   violations.add(`${field}.bearer_token_file.ca_cert_path`, checkCredentialPath(auth.caCertPath, credentialDirectories));
 }

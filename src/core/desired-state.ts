@@ -104,6 +104,18 @@ export function namespaceOf(spec: NamespaceSpec, target: ProjectDomain): string 
   return namespace;
 }
 
+/** Why `project` cannot be given a namespace in one of `domains`, or null when it can in all. */
+export function namespaceProblem(spec: NamespaceSpec, project: string, domains: readonly string[]): string | null {
+  for (const domain of domains) {
+    try {
+      namespaceOf(spec, { project, domain });
+    } catch (error) {
+      return (error as Error).message;
+    }
+  }
+  return null;
+}
+
 function variablesOf(spec: NamespaceSpec, target: ProjectDomain): Record<string, string> {
   return { ...spec.templateData, ...spec.domainData[target.domain], project: target.project, domain: target.domain };
 }

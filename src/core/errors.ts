@@ -70,6 +70,15 @@ export class Violations {
   }
 }
 
+/** Flags every item that repeats an earlier one, under the field `fieldOf(index)` gives. */
+export function checkNoRepeats(items: readonly string[], fieldOf: (index: number) => string, violations: Violations): void {
+  const seen = new Set<string>();
+  items.forEach((item, index) => {
+    if (seen.has(item)) violations.add(fieldOf(index), `"${item}" is listed twice`);
+    seen.add(item);
+  });
+}
+
 /** Joins names for messages: `a`, `a and b`, `a, b and c`. */
 export function listInWords(items: readonly string[]): string {
   const quoted = items.map((item) => `"${item}"`);

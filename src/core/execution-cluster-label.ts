@@ -1,5 +1,5 @@
 import { Violations } from "./errors.js";
-import { checkResourceName } from "./names.js";
+import { checkClusterName, checkResourceName } from "./names.js";
 import { checkDomain } from "./project.js";
 
 /** Where an assignment applies, from least to most specific. */
@@ -85,4 +85,29 @@ export function resolveLabel(
     if (value !== undefined) return { value, scope: scopeOf(scope) };
   }
   return defaultLabel ? { value: defaultLabel, scope: "DEFAULT" } : null;
+}
+
+/** An execution asking where to run: its scope, its id, and at most one explicit target. */
+export interface SelectRequest extends AssignmentKey {
+  executionId: string;
+  target: { kind: "cluster" | "label" | "queue"; name: string } | null;
+}
+
+const MAX_EXECUTION_ID_LENGTH = 255;
+
+/** Checks a routing request; every problem names its field. */
+export function checkSelectRequest(request: SelectRequest, domains: readonly string[], violations: Violations): void {
+  violations.add("project", checkResourceName(request.project));
+  violations.add("domain", request.domain === "" ? `is required: one of ${domains.join(", ")}` : checkDomain(request.domain, domains));
+  violations.add("workflow", checkEntityName(request.workflow));
+  violations.add("launch_plan", checkEntityName(request.launchPlan));
+  if (request.executionId === "") violations.add("execution_id", "is required: it keeps one execution on one cluster");
+  else if (request.executionId.length > MAX_EXECUTION_ID_LENGTH) {
+    violations.add("execution_id", `must be at most ${MAX_EXECUTION_ID_LENGTH} characters`);
+  }
+  const { target } = request;
+  if (target) {
+    // Labels are DNS labels; clusters and queues (one set of names) may also contain '_'.
+    violations.add(target.kind, target.kind === "label" ? checkResourceName(target.name) : checkClusterName(target.name));
+  }
 }

@@ -1,5 +1,5 @@
-import { Violations } from "./errors.js";
-import { namespaceOf, type NamespaceSpec } from "./desired-state.js";
+import { checkNoRepeats, Violations } from "./errors.js";
+import { namespaceProblem, type NamespaceSpec } from "./desired-state.js";
 import { checkResourceName } from "./names.js";
 
 export type ProjectState = "ACTIVE" | "ARCHIVED";
@@ -31,14 +31,8 @@ export function checkProjectId(id: string, domains: readonly string[], namespace
     violations.add(field, problem);
     return;
   }
-  for (const domain of domains) {
-    try {
-      namespaceOf(namespaces, { project: id, domain });
-    } catch (error) {
-      violations.add(field, `cannot be provisioned: ${(error as Error).message}`);
-      return;
-    }
-  }
+  const namespace = namespaceProblem(namespaces, id, domains);
+  if (namespace) violations.add(field, `cannot be provisioned: ${namespace}`);
 }
 
 export function checkProjectText(name: string, description: string, prefix: string, violations: Violations): void {
@@ -53,15 +47,18 @@ export function checkProjectText(name: string, description: string, prefix: stri
 /** Checks the configured domains: names, no duplicates, at least one. */
 export function checkDomains(domains: readonly string[], field: string, violations: Violations): void {
   if (domains.length === 0) violations.add(field, "must list at least one domain, for example development");
-  const seen = new Set<string>();
-  domains.forEach((domain, index) => {
-    violations.add(`${field}[${index}]`, checkResourceName(domain));
-    if (seen.has(domain)) violations.add(`${field}[${index}]`, `"${domain}" is listed twice`);
-    seen.add(domain);
-  });
+  domains.forEach((domain, index) => violations.add(`${field}[${index}]`, checkResourceName(domain)));
+  checkNoRepeats(domains, (index) => `${field}[${index}]`, violations);
 }
 
 /** Why `domain` is not one of the configured domains, or null. */
 export function checkDomain(domain: string, domains: readonly string[]): string | null {
   return domains.includes(domain) ? null : `"${domain}" is not a configured domain; use one of ${domains.join(", ")}`;
+}
+
+/** Why a project in `state` (undefined: not registered) takes no new work, or null when it is ACTIVE. */
+export function inactiveProjectProblem(id: string, state: ProjectState | undefined): string | null {
+  if (state === undefined) return `project "${id}" is not registered; register it first (CreateProject)`;
+  if (state === "ARCHIVED") return `project "${id}" is archived; activate it first (ActivateProject)`;
+  return null;
 }

@@ -1,4 +1,4 @@
-import { Violations } from "./errors.js";
+import { checkNoRepeats, Violations } from "./errors.js";
 import { checkClusterName } from "./names.js";
 
 export type QueueState = "ACTIVE" | "DRAINED";
@@ -30,10 +30,6 @@ export function checkClusterSelector(clusters: readonly string[], field: string,
     if (clusters.length > 1) violations.add(field, `"${ALL_CLUSTERS}" already means every cluster; list it alone`);
     return;
   }
-  const seen = new Set<string>();
-  clusters.forEach((name, index) => {
-    violations.add(`${field}[${index}]`, checkClusterName(name));
-    if (seen.has(name)) violations.add(`${field}[${index}]`, `"${name}" is listed twice`);
-    seen.add(name);
-  });
+  clusters.forEach((name, index) => violations.add(`${field}[${index}]`, checkClusterName(name)));
+  checkNoRepeats(clusters, (index) => `${field}[${index}]`, violations);
 }

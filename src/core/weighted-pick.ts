@@ -5,6 +5,11 @@ export interface WeightedChoice {
   weight: number;
 }
 
+/** Sorts choices by name: the order weightedPick needs. */
+export function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
 /**
  * Picks one choice with probability proportional to its weight, deterministically from `seed`
  * (an execution id): the same seed and the same choices always give the same answer. Choices

@@ -2,7 +2,7 @@ import type { Cluster } from "../core/cluster.js";
 import type { AssignmentKey } from "../core/execution-cluster-label.js";
 import type { ProjectState } from "../core/project.js";
 import type { QueueState } from "../core/queue.js";
-import type { WeightedChoice } from "../core/weighted-pick.js";
+import { byName, type WeightedChoice } from "../core/weighted-pick.js";
 import type { Change } from "../store/changes.js";
 import type { Stores } from "../store/stores.js";
 
@@ -97,9 +97,7 @@ export class RoutingIndex {
   eligibleClusters(org: string): RoutableCluster[] {
     let eligible = this.eligibleByOrg.get(org);
     if (!eligible) {
-      eligible = [...this.clusters.values()]
-        .filter((cluster) => cluster.org === org && cluster.ineligibleBecause === "")
-        .sort((a, b) => (a.name < b.name ? -1 : 1));
+      eligible = this.clustersOf(org).filter((cluster) => cluster.ineligibleBecause === "");
       this.eligibleByOrg.set(org, eligible);
     }
     return eligible;
@@ -109,7 +107,7 @@ export class RoutingIndex {
   clustersOf(org: string, pool?: string): RoutableCluster[] {
     return [...this.clusters.values()]
       .filter((cluster) => cluster.org === org && (pool === undefined || cluster.pool === pool))
-      .sort((a, b) => (a.name < b.name ? -1 : 1));
+      .sort(byName);
   }
 
   private routable(cluster: Cluster): RoutableCluster {
@@ -171,5 +169,5 @@ function assignmentKey(scope: AssignmentKey): string {
 function members(clusters: readonly { cluster: string; weight: number }[]): WeightedChoice[] {
   return clusters
     .map((member) => ({ name: member.cluster, weight: member.weight }))
-    .sort((a, b) => (a.name < b.name ? -1 : 1));
+    .sort(byName);
 }

@@ -1,19 +1,10 @@
 import { failedPrecondition, invalidArgument } from "../core/errors.js";
-import { resolveLabel, type AssignmentScope } from "../core/execution-cluster-label.js";
+import { inactiveProjectProblem } from "../core/project.js";
+import { resolveLabel, type AssignmentScope, type SelectRequest } from "../core/execution-cluster-label.js";
 import { ALL_CLUSTERS } from "../core/queue.js";
-import { weightedPick, type WeightedChoice } from "../core/weighted-pick.js";
+import { byName, weightedPick, type WeightedChoice } from "../core/weighted-pick.js";
 import type { RoutableCluster, RoutingIndex } from "./routing-index.js";
 
-export interface SelectRequest {
-  org: string;
-  project: string;
-  domain: string;
-  workflow: string;
-  launchPlan: string;
-  executionId: string;
-  /** At most one explicit target. */
-  target: { kind: "cluster" | "label" | "queue"; name: string } | null;
-}
 
 export interface Selection {
   cluster: string;
@@ -61,9 +52,8 @@ export function selectCluster(index: RoutingIndex, request: SelectRequest): Sele
 }
 
 function requireRoutableProject(index: RoutingIndex, org: string, project: string): void {
-  const state = index.projectState(org, project);
-  if (state === undefined) throw failedPrecondition(`project "${project}" is not registered; register it first (CreateProject)`);
-  if (state === "ARCHIVED") throw failedPrecondition(`project "${project}" is archived; activate it (ActivateProject) to run executions`);
+  const problem = inactiveProjectProblem(project, index.projectState(org, project));
+  if (problem) throw failedPrecondition(problem);
 }
 
 function explicitCluster(index: RoutingIndex, org: string, name: string): Selection {
@@ -90,7 +80,7 @@ function fromQueue(index: RoutingIndex, request: SelectRequest, name: string): S
   const members: WeightedChoice[] =
     queue.clusters[0] === ALL_CLUSTERS
       ? index.clustersOf(request.org, queue.pool)
-      : queue.clusters.map((cluster) => ({ name: cluster, weight: 1 })).sort((a, b) => (a.name < b.name ? -1 : 1));
+      : queue.clusters.map((cluster) => ({ name: cluster, weight: 1 })).sort(byName);
   return pick(index, request, members, `queue "${name}"`, "", `queue ${name} from the request`);
 }
 

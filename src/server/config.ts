@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs";
-import { isMapping } from "../core/values.js";
 import { parse as parseYaml } from "yaml";
 import { parseDuration } from "../core/duration.js";
-import { namespaceOf } from "../core/desired-state.js";
+import { namespaceProblem } from "../core/desired-state.js";
 import { DomainError, Violations } from "../core/errors.js";
 import { checkDomains, DEFAULT_DOMAINS } from "../core/project.js";
 import { isRole, ROLES, type Role } from "../core/roles.js";
+import { isMapping } from "../core/values.js";
 import { DEFAULT_SYNC_SETTINGS, parseSyncSettings, type SyncSettings } from "../sync/sync-settings.js";
 import { normalizeOrigin } from "./http-routes.js";
 import { LOG_LEVELS } from "./logging.js";
@@ -179,13 +179,7 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
 
 /** Reads and checks the shape of the YAML configuration file: known sections and keys only. */
 function readConfigFile(path: string, source: string, problems: Violations): Partial<Record<Section, Raw>> {
-  let raw: unknown;
-  try {
-    raw = parseYaml(readFileSync(path, "utf8"));
-  } catch (error) {
-    problems.add(source, `cannot read ${path}: ${(error as Error).message}`);
-    return {};
-  }
+  const raw = readYaml(path, source, problems);
   if (raw === null || raw === undefined) return {};
   if (!isMapping(raw)) {
     problems.add(source, `${path} must be a mapping of sections (${Object.keys(CONFIG_KEYS).join(", ")})`);
@@ -348,14 +342,18 @@ function syncSettings(raw: unknown, source: string, problems: Violations, env: N
 
 /** A legacy `--sync-config` file: the `sync` section on its own. */
 function loadSyncFile(path: string, source: string, problems: Violations, env: NodeJS.ProcessEnv): SyncSettings {
-  let raw: unknown;
+  const raw = readYaml(path, source, problems);
+  return raw === undefined ? DEFAULT_SYNC_SETTINGS : syncSettings(raw, path, problems, env);
+}
+
+/** A YAML file's contents; undefined, with the problem noted under `source`, when it cannot be read or parsed. */
+function readYaml(path: string, source: string, problems: Violations): unknown {
   try {
-    raw = parseYaml(readFileSync(path, "utf8"));
+    return parseYaml(readFileSync(path, "utf8")) ?? null;
   } catch (error) {
     problems.add(source, `cannot read ${path}: ${(error as Error).message}`);
-    return DEFAULT_SYNC_SETTINGS;
+    return undefined;
   }
-  return syncSettings(raw, path, problems, env);
 }
 
 function collect(error: unknown, problems: Violations): void {
@@ -367,13 +365,5 @@ function collect(error: unknown, problems: Violations): void {
 
 /** The namespace template must give a namespace for every domain: a missing variable is caught at start, not on the first project. */
 function checkNamespaceTemplate(config: ServerConfig, problems: Violations): void {
-  if (!config.sync) return;
-  for (const domain of config.domains ?? []) {
-    try {
-      namespaceOf(config.sync.provisioning, { project: "p", domain });
-    } catch (error) {
-      problems.add("sync.namespaceTemplate", (error as Error).message);
-      return;
-    }
-  }
+  if (config.sync) problems.add("sync.namespaceTemplate", namespaceProblem(config.sync.provisioning, "p", config.domains ?? []));
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { grpcStatusName } from "../core/values.js";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import pino, { type DestinationStream, type Logger } from "pino";
+import { grpcStatusName } from "../core/values.js";
 import { identityKey } from "./auth.js";
 
 export type { Logger };

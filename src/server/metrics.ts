@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { grpcStatusName } from "../core/values.js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { grpcStatusName } from "../core/values.js";
 import type { Stores } from "../store/stores.js";
 import type { ClusterReport } from "../sync/sync-loop.js";
 
@@ -84,8 +84,7 @@ export class ServerMetrics {
   /** Counts one finished sync pass (SyncLoop.onPass). */
   recordPass(report: ClusterReport): void {
     const labels = { org: report.org, cluster: report.cluster };
-    const ok = report.failed === 0 && !report.aborted;
-    this.syncPasses.inc({ ...labels, outcome: ok ? "success" : "failure" });
+    this.syncPasses.inc({ ...labels, outcome: report.ok ? "success" : "failure" });
     this.syncApplied.inc(labels, report.applied);
     this.syncFailed.inc(labels, report.failed);
   }

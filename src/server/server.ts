@@ -13,7 +13,6 @@ import { RoutingIndex } from "../routing/routing-index.js";
 import { openStores, type Stores } from "../store/stores.js";
 import { SyncLoop } from "../sync/sync-loop.js";
 import type { SyncSettings } from "../sync/sync-settings.js";
-import type { ClusterPoolConfig } from "../core/cluster-pool.js";
 import type { Role } from "../core/roles.js";
 import { isSchemaCurrent, schemaVersion } from "../store/database.js";
 import { authInterceptor, Authenticator, checkExposure, isLoopback, requestContext } from "./auth.js";
@@ -66,8 +65,6 @@ export interface ServerConfig {
   databasePath: string;
   /** How long in-flight calls may take to finish after shutdown begins. */
   shutdownGraceMs: number;
-  /** Contract given to each organization's default pool when it is provisioned. */
-  defaultPoolConfig?: ClusterPoolConfig;
   /** The domains every project is provisioned for; development, staging, production by default. */
   domains?: readonly string[];
   /** The cluster-sync loop; it runs in the server process unless disabled. */
@@ -124,11 +121,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     requireClientCertificate: config.tls?.requireClientCertificate ?? false,
     certificateRoles: config.auth?.clientCertificates ?? {},
   });
-  const stores = openStores({
-    path: config.databasePath,
-    defaultPoolConfig: config.defaultPoolConfig,
-    domains: config.domains,
-  });
+  const stores = openStores({ path: config.databasePath, domains: config.domains });
   stores.changes.onListenerError = (error, change) => logger.error({ err: error, change }, "a listener of store changes failed");
   const routing = new RoutingIndex(stores, config.sync?.enabled ?? false);
   // Sync status written by `clusterplane sync --once` from another process reaches routing here.
@@ -159,7 +152,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     metricsPublic: config.metrics?.public ?? true,
     auth,
     readiness: () => readiness(stores, health),
-    loopbackHostsOnly: !config.auth?.tokensFile && !tls?.clientCa && !config.auth?.allowUnauthenticated,
+    loopbackHostsOnly: !auth.enabled && !config.auth?.allowUnauthenticated,
   });
   const transport = new OnePortServer(handler, tls);
   let address;

@@ -35,7 +35,7 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
       violations.add("cluster.name", checkClusterName(cluster.name));
       if (cluster.pool !== "") violations.add("cluster.pool", checkResourceName(cluster.pool));
       const auth = fromAuthMessage(cluster.auth);
-      checkAuth(auth, cluster.endpoint, credentialDirectories, "cluster.auth", violations);
+      checkAuth(auth, credentialDirectories, "cluster.auth", violations);
       const enabled = cluster.enabled ?? true;
       checkEndpoint(cluster.endpoint, auth, enabled, "cluster.endpoint", violations);
       violations.throwIfAny();
@@ -81,7 +81,7 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
         else if (path === "auth") changes.auth = fromAuthMessage(cluster.auth);
         else violations.add(`update_mask.paths[${index}]`, `"${path}" cannot be updated; use ${UPDATABLE_CLUSTER_FIELDS.join(", ")}`);
       });
-      if (paths.includes("auth")) checkAuth(changes.auth, changes.endpoint, credentialDirectories, "cluster.auth", violations);
+      if (paths.includes("auth")) checkAuth(changes.auth, credentialDirectories, "cluster.auth", violations);
       if (changes.endpoint !== undefined && changes.endpoint !== "") {
         checkEndpoint(changes.endpoint, changes.auth, true, "cluster.endpoint", violations);
       }

@@ -2,7 +2,7 @@ import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Violations } from "../core/errors.js";
 import { checkOrg, checkResourceName } from "../core/names.js";
 import { nextPageToken, parsePageRequest, type PageRequest } from "../core/paging.js";
-import type { Page } from "../store/cluster-pool-repository.js";
+import type { Page } from "../store/rows.js";
 
 /** Validates the `org` of a request; empty means the default organization. */
 export function checkOrgField(org: string, field: string, violations: Violations): void {

@@ -10,25 +10,25 @@ import {
   type SelectClusterRequest,
 } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { checkLabelMembers, type ClusterLabel } from "../core/cluster-label.js";
-import { invalidArgument, Violations } from "../core/errors.js";
+import { Violations } from "../core/errors.js";
 import {
   checkAssignmentKey,
-  checkEntityName,
+  checkSelectRequest,
   resolveLabel,
   scopeOf,
   type Assignment,
   type AssignmentKey,
+  type SelectRequest,
 } from "../core/execution-cluster-label.js";
-import { checkClusterName, checkResourceName } from "../core/names.js";
+import { checkResourceName } from "../core/names.js";
 import { checkDomain } from "../core/project.js";
 import type { PageRequest } from "../core/paging.js";
 import type { RoutingIndex } from "../routing/routing-index.js";
-import { selectCluster, type SelectRequest } from "../routing/select-cluster.js";
+import { selectCluster } from "../routing/select-cluster.js";
 import { assignmentSortKey } from "../store/assignment-repository.js";
 import type { Stores } from "../store/stores.js";
 import { checkNamedKey, checkOrgField, listPage, requireMessage, toTimestamp } from "./common.js";
 
-const MAX_EXECUTION_ID_LENGTH = 255;
 
 /**
  * ExecutionClusterLabelService: labels, their assignments, and SelectCluster, which is answered
@@ -89,8 +89,7 @@ export function executionClusterLabelService(
       checkOrgField(request.org, "org", violations);
       if (request.label !== "") violations.add("label", checkResourceName(request.label));
       violations.throwIfAny();
-      requireLabel(request.org, request.label, "label");
-      return { label: labels.setDefault(request.org, request.label) };
+      return { label: labels.setDefault(request.org, request.label, "label") };
     },
 
     updateExecutionClusterLabel(request) {
@@ -135,11 +134,6 @@ export function executionClusterLabelService(
     },
   };
 
-  function requireLabel(org: string, label: string, field: string): void {
-    if (label !== "" && !labels.exists(org, label)) {
-      throw invalidArgument([{ field, description: `label "${label}" does not exist; create it first (CreateClusterLabel)` }]);
-    }
-  }
 }
 
 function checkLabel(label: ClusterLabelMessage, field: string): void {
@@ -150,25 +144,10 @@ function checkLabel(label: ClusterLabelMessage, field: string): void {
   violations.throwIfAny();
 }
 
-/** Validates a routing request; every problem is INVALID_ARGUMENT naming its field. */
+/** The routing request as the core reads it, checked; every problem is INVALID_ARGUMENT naming its field. */
 function toSelectRequest(request: SelectClusterRequest, domains: readonly string[]): SelectRequest {
-  const violations = new Violations();
-  checkOrgField(request.org, "org", violations);
-  violations.add("project", checkResourceName(request.project));
-  if (request.domain === "") violations.add("domain", `is required: one of ${domains.join(", ")}`);
-  else violations.add("domain", checkDomain(request.domain, domains));
-  violations.add("workflow", checkEntityName(request.workflow));
-  violations.add("launch_plan", checkEntityName(request.launchPlan));
-  if (request.executionId === "") violations.add("execution_id", "is required: it keeps one execution on one cluster");
-  else if (request.executionId.length > MAX_EXECUTION_ID_LENGTH) {
-    violations.add("execution_id", `must be at most ${MAX_EXECUTION_ID_LENGTH} characters`);
-  }
   const { target } = request;
-  if (target.case === "cluster") violations.add("cluster", checkClusterName(target.value));
-  if (target.case === "queue") violations.add("queue", checkClusterName(target.value));
-  if (target.case === "label") violations.add("label", checkResourceName(target.value));
-  violations.throwIfAny();
-  return {
+  const select: SelectRequest = {
     org: request.org,
     project: request.project,
     domain: request.domain,
@@ -177,6 +156,11 @@ function toSelectRequest(request: SelectClusterRequest, domains: readonly string
     executionId: request.executionId,
     target: target.case ? { kind: target.case, name: target.value } : null,
   };
+  const violations = new Violations();
+  checkOrgField(request.org, "org", violations);
+  checkSelectRequest(select, domains, violations);
+  violations.throwIfAny();
+  return select;
 }
 
 function toLabelMessage(label: ClusterLabel): ClusterLabelMessage {

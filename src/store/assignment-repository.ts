@@ -1,8 +1,7 @@
-import { invalidArgument } from "../core/errors.js";
 import type { Assignment, AssignmentKey } from "../core/execution-cluster-label.js";
 import type { PageRequest } from "../core/paging.js";
 import type { ChangeFeed } from "./changes.js";
-import type { Page } from "./cluster-pool-repository.js";
+import type { Page } from "./rows.js";
 import type { ClusterLabelRepository } from "./cluster-label-repository.js";
 import type { Db } from "./database.js";
 import type { ProjectRepository } from "./project-repository.js";
@@ -35,9 +34,7 @@ export class AssignmentRepository {
   upsert(key: AssignmentKey, value: string, valueField: string): Assignment {
     const stored = this.db.transaction(() => {
       this.projects.requireActive(key.org, key.project);
-      if (!this.labels.exists(key.org, value)) {
-        throw invalidArgument([{ field: valueField, description: `label "${value}" does not exist; create it first (CreateClusterLabel)` }]);
-      }
+      this.labels.requireExisting(key.org, value, valueField);
       this.db
         .prepare(
           `INSERT INTO execution_cluster_labels (org, project, domain, workflow, launch_plan, value, update_time)

@@ -1,9 +1,9 @@
 import type { ClusterLabel, LabelMember } from "../core/cluster-label.js";
-import { alreadyExists, failedPrecondition, listInWords, notFound } from "../core/errors.js";
+import { alreadyExists, failedPrecondition, invalidArgument, listInWords, notFound } from "../core/errors.js";
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
 import type { ChangeFeed } from "./changes.js";
-import { nextUpdateTime, type Page } from "./cluster-pool-repository.js";
+import { nextUpdateTime, type Page } from "./rows.js";
 import type { Db } from "./database.js";
 
 interface LabelRow {
@@ -36,9 +36,9 @@ export class ClusterLabelRepository {
   }
 
   get(org: string, name: string): ClusterLabel {
-    const row = this.findRow(org, name);
-    if (!row) throw notFound(`label "${name}" does not exist; ListClusterLabels shows the labels there are`);
-    return toLabel(row, this.members(org, name));
+    const label = this.find(org, name);
+    if (!label) throw notFound(`label "${name}" does not exist; ListClusterLabels shows the labels there are`);
+    return label;
   }
 
   find(org: string, name: string): ClusterLabel | undefined {
@@ -46,8 +46,14 @@ export class ClusterLabelRepository {
     return row && toLabel(row, this.members(org, name));
   }
 
-  exists(org: string, name: string): boolean {
-    return this.findRow(org, name) !== undefined;
+  /**
+   * Throws INVALID_ARGUMENT naming `field` unless the label exists: a request that names a label
+   * (an assignment, the default) is bad input when there is no such label.
+   */
+  requireExisting(org: string, name: string, field: string): void {
+    if (!this.findRow(org, name)) {
+      throw invalidArgument([{ field, description: `label "${name}" does not exist; create it first (CreateClusterLabel)` }]);
+    }
   }
 
   list(org: string, page: PageRequest): Page<ClusterLabel> {
@@ -100,14 +106,14 @@ export class ClusterLabelRepository {
     return new Map(rows.map((row) => [row.org, row.label]));
   }
 
-  /** Sets the default label, or clears it when `label` is empty. */
-  setDefault(org: string, label: string): string {
+  /** Sets the default label, or clears it when `label` is empty; `field` names it in errors. */
+  setDefault(org: string, label: string, field: string): string {
     this.db.transaction(() => {
       if (label === "") {
         this.db.prepare("DELETE FROM default_cluster_labels WHERE org = ?").run(org);
         return;
       }
-      this.get(org, label);
+      this.requireExisting(org, label, field);
       this.db
         .prepare("INSERT INTO default_cluster_labels (org, label) VALUES (?, ?) ON CONFLICT (org) DO UPDATE SET label = excluded.label")
         .run(org, label);

@@ -9,6 +9,7 @@ import { alreadyExists, failedPrecondition, listInWords, notFound } from "../cor
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
 import type { Db } from "./database.js";
+import { nextUpdateTime, type Page } from "./rows.js";
 
 interface PoolRow {
   org: string;
@@ -23,28 +24,22 @@ interface PoolRow {
   version: number;
 }
 
-export interface Page<T> {
-  items: T[];
-  hasMore: boolean;
-}
 
 /**
  * Cluster pools in SQLite. Member clusters are never stored on the pool: they are read from the
  * clusters table, the one place a registration lives.
  */
 export class ClusterPoolRepository {
-  constructor(
-    private readonly db: Db,
-    private readonly defaultPoolConfig: ClusterPoolConfig = EMPTY_POOL_CONFIG,
-  ) {}
+  constructor(private readonly db: Db) {}
 
   /**
    * Stores the organization's default pool if it is not stored yet. Only writes call it, inside
    * their transaction, so a read or a rejected request never leaves a row behind; until then
-   * reads answer with the default pool as it would be stored.
+   * reads answer with the default pool as it would be stored. It starts with an empty
+   * configuration, which an operator fills in with UpdateClusterPool.
    */
   ensureDefaultPool(org: string): void {
-    this.insert(org, DEFAULT_POOL_NAME, this.defaultPoolConfig, "ON CONFLICT (org, name) DO NOTHING");
+    this.insert(org, DEFAULT_POOL_NAME, EMPTY_POOL_CONFIG, "ON CONFLICT (org, name) DO NOTHING");
   }
 
   create(org: string, name: string, config: ClusterPoolConfig): ClusterPool {
@@ -151,7 +146,7 @@ export class ClusterPoolRepository {
 
   /** The default pool of an organization that has not written anything yet. */
   private unstoredDefault(org: string): PoolRow {
-    return { org, name: DEFAULT_POOL_NAME, ...configColumns(this.defaultPoolConfig), create_time: 0, update_time: 0, version: 0 };
+    return { org, name: DEFAULT_POOL_NAME, ...configColumns(EMPTY_POOL_CONFIG), create_time: 0, update_time: 0, version: 0 };
   }
 
   private findRow(org: string, name: string): PoolRow | undefined {
@@ -182,13 +177,6 @@ function poolNotFound(name: string) {
   return notFound(`cluster pool "${name}" does not exist; ListClusterPools shows the pools there are`);
 }
 
-/**
- * Update times strictly increase, so two updates within one millisecond still produce
- * different etags.
- */
-export function nextUpdateTime(current: { updateTime: Date }): number {
-  return Math.max(Date.now(), current.updateTime.getTime() + 1);
-}
 
 function configColumns(config: ClusterPoolConfig) {
   return {

@@ -1,12 +1,13 @@
-import { ENDPOINT_REQUIRED, type Cluster, type ClusterAuth, type ClusterChanges, type ClusterState } from "../core/cluster.js";
+import { endpointProblem, sameTarget, type Cluster, type ClusterAuth, type ClusterChanges, type ClusterState } from "../core/cluster.js";
 import { alreadyExists, failedPrecondition, invalidArgument, listInWords, notFound } from "../core/errors.js";
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
-import { nextUpdateTime, type ClusterPoolRepository, type Page } from "./cluster-pool-repository.js";
+import type { ClusterPoolRepository } from "./cluster-pool-repository.js";
+import { nextUpdateTime, type Page } from "./rows.js";
 import type { ChangeFeed } from "./changes.js";
 import type { Db } from "./database.js";
 import type { QueueRepository } from "./queue-repository.js";
-import { toStatus } from "./sync-repository.js";
+import { toStatus, type SyncRepository } from "./sync-repository.js";
 
 /** Clusters with their sync status, which lives in its own table (written by the sync loop). */
 const SELECT_CLUSTERS = `
@@ -66,6 +67,7 @@ export class ClusterRepository {
     private readonly changes: ChangeFeed,
     private readonly pools: ClusterPoolRepository,
     private readonly queues: QueueRepository,
+    private readonly sync: SyncRepository,
   ) {}
 
   /** Adds a rule that can veto deleting a cluster, returning why (or null). */
@@ -98,9 +100,9 @@ export class ClusterRepository {
   }
 
   get(org: string, name: string): Cluster {
-    const row = this.findRow(org, name);
-    if (!row) throw notFound(`cluster "${name}" does not exist; ListClusters shows the clusters there are`);
-    return toCluster(row);
+    const cluster = this.find(org, name);
+    if (!cluster) throw notFound(`cluster "${name}" does not exist; ListClusters shows the clusters there are`);
+    return cluster;
   }
 
   list(org: string, filter: ClusterFilter, page: PageRequest): Page<Cluster> {
@@ -131,12 +133,9 @@ export class ClusterRepository {
       checkEtag("cluster", name, etag, current.etag);
       if (pool !== "" && pool !== current.pool) throw cannotMove(name, current.pool, pool);
       const next = { ...current, ...changes };
-      if (next.endpoint === "" && next.auth.kind !== "in_cluster" && next.enabled) {
-        throw invalidArgument([{ field: "cluster.endpoint", description: ENDPOINT_REQUIRED }]);
-      }
-      if (next.endpoint !== "" && next.auth.kind === "in_cluster") {
-        throw invalidArgument([{ field: "cluster.endpoint", description: "must be empty with in_cluster auth" }]);
-      }
+      // The request's fields were checked alone; here they meet what is stored.
+      const problem = endpointProblem(next.endpoint, next.auth, next.enabled);
+      if (problem) throw invalidArgument([{ field: "cluster.endpoint", description: problem }]);
       this.db
         .prepare(
           `UPDATE clusters SET endpoint = @endpoint, enabled = @enabled, auth_kind = @auth_kind,
@@ -145,12 +144,9 @@ export class ClusterRepository {
         )
         .run({ org, name, endpoint: next.endpoint, enabled: next.enabled ? 1 : 0, now: nextUpdateTime(current),
           ...authColumns(next.auth) });
-      if (next.endpoint !== current.endpoint || JSON.stringify(next.auth) !== JSON.stringify(current.auth)) {
-        // Another endpoint or identity may be another cluster: apply everything again, and
-        // route to it only once that has been done.
-        this.db.prepare("DELETE FROM sync_applied WHERE org = ? AND cluster = ?").run(org, name);
-        this.db.prepare("DELETE FROM cluster_sync_status WHERE org = ? AND cluster = ?").run(org, name);
-      }
+      // Another endpoint or identity may be another cluster: apply everything again, and route to
+      // it only once that has been done.
+      if (!sameTarget(next, current)) this.sync.forget(org, name);
       return this.get(org, name);
     })();
     this.announce(org, name);

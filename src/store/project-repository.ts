@@ -1,9 +1,9 @@
 import { alreadyExists, failedPrecondition, notFound } from "../core/errors.js";
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
-import type { Project, ProjectState } from "../core/project.js";
+import { inactiveProjectProblem, type Project, type ProjectState } from "../core/project.js";
 import type { ChangeFeed } from "./changes.js";
-import { nextUpdateTime, type Page } from "./cluster-pool-repository.js";
+import { nextUpdateTime, type Page } from "./rows.js";
 import type { Db } from "./database.js";
 
 interface ProjectRow {
@@ -50,17 +50,17 @@ export class ProjectRepository {
   }
 
   get(org: string, id: string): Project {
-    const row = this.findRow(org, id);
-    if (!row) throw notFound(`project "${id}" is not registered; ListProjects shows the projects there are`);
-    return toProject(row);
+    const project = this.find(org, id);
+    if (!project) throw notFound(`project "${id}" is not registered; ListProjects shows the projects there are`);
+    return project;
   }
 
   /** Throws FAILED_PRECONDITION unless the project exists and is ACTIVE. */
   requireActive(org: string, id: string): Project {
-    const row = this.findRow(org, id);
-    if (!row) throw failedPrecondition(`project "${id}" is not registered; register it first (CreateProject)`);
-    if (row.state !== "ACTIVE") throw failedPrecondition(`project "${id}" is archived; activate it first (ActivateProject)`);
-    return toProject(row);
+    const project = this.find(org, id);
+    const problem = inactiveProjectProblem(id, project?.state);
+    if (problem) throw failedPrecondition(problem);
+    return project!;
   }
 
   list(org: string, state: ProjectState | "", page: PageRequest): Page<Project> {

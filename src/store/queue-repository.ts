@@ -2,7 +2,8 @@ import { alreadyExists, failedPrecondition, listInWords, notFound } from "../cor
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
 import { ALL_CLUSTERS, type Queue, type QueueState } from "../core/queue.js";
-import { nextUpdateTime, type ClusterPoolRepository, type Page } from "./cluster-pool-repository.js";
+import type { ClusterPoolRepository } from "./cluster-pool-repository.js";
+import { nextUpdateTime, type Page } from "./rows.js";
 import type { ChangeFeed } from "./changes.js";
 import type { Db } from "./database.js";
 
@@ -66,9 +67,9 @@ export class QueueRepository {
   }
 
   get(org: string, name: string): Queue {
-    const row = this.findRow(org, name);
-    if (!row) throw notFound(`queue "${name}" does not exist; ListQueues shows the queues there are`);
-    return toQueue(row);
+    const queue = this.find(org, name);
+    if (!queue) throw notFound(`queue "${name}" does not exist; ListQueues shows the queues there are`);
+    return queue;
   }
 
   list(org: string, filter: QueueFilter, page: PageRequest): Page<Queue> {

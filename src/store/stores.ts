@@ -1,4 +1,3 @@
-import type { ClusterPoolConfig } from "../core/cluster-pool.js";
 import { listInWords } from "../core/errors.js";
 import { DEFAULT_DOMAINS } from "../core/project.js";
 import { AssignmentRepository } from "./assignment-repository.js";
@@ -28,8 +27,6 @@ export interface Stores {
 export interface StoreOptions {
   /** Database file, or ":memory:". */
   path: string;
-  /** Contract given to each organization's default pool when it is provisioned. */
-  defaultPoolConfig?: ClusterPoolConfig;
   /** The domains every project is provisioned for. */
   domains?: readonly string[];
 }
@@ -37,9 +34,10 @@ export interface StoreOptions {
 export function openStores(options: StoreOptions): Stores {
   const db = openDatabase(options.path);
   const changes = new ChangeFeed();
-  const pools = new ClusterPoolRepository(db, options.defaultPoolConfig);
+  const pools = new ClusterPoolRepository(db);
   const queues = new QueueRepository(db, changes, pools);
-  const clusters = new ClusterRepository(db, changes, pools, queues);
+  const sync = new SyncRepository(db, changes);
+  const clusters = new ClusterRepository(db, changes, pools, queues, sync);
   const projects = new ProjectRepository(db, changes);
   const labels = new ClusterLabelRepository(db, changes);
   const assignments = new AssignmentRepository(db, changes, projects, labels);
@@ -59,6 +57,6 @@ export function openStores(options: StoreOptions): Stores {
     projects,
     labels,
     assignments,
-    sync: new SyncRepository(db, changes),
+    sync,
   };
 }

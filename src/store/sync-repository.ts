@@ -35,6 +35,12 @@ export class SyncRepository {
     })();
   }
 
+  /** Forgets everything the loop knew about a cluster: it will be synced, and judged, afresh. */
+  forget(org: string, cluster: string): void {
+    this.db.prepare("DELETE FROM sync_applied WHERE org = ? AND cluster = ?").run(org, cluster);
+    this.db.prepare("DELETE FROM cluster_sync_status WHERE org = ? AND cluster = ?").run(org, cluster);
+  }
+
   status(org: string, cluster: string): SyncStatus | null {
     const row = this.db.prepare("SELECT * FROM cluster_sync_status WHERE org = ? AND cluster = ?").get(org, cluster) as
       | StatusRow

@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from "node:fs";
-import type { Cluster } from "../core/cluster.js";
+import { sameTarget, type Cluster } from "../core/cluster.js";
 import type { Change } from "../store/changes.js";
 import type { Stores } from "../store/stores.js";
 import { runClusterPass, type ClusterPassResult } from "./cluster-pass.js";
@@ -16,6 +16,8 @@ export interface SyncLogger {
 export interface ClusterReport extends ClusterPassResult {
   org: string;
   cluster: string;
+  /** Everything was applied: no object failed and the cluster was reached. */
+  ok: boolean;
   durationMs: number;
   /** `performance.now()` when the pass ended. */
   finishedAtMs: number;
@@ -102,9 +104,7 @@ export class SyncLoop {
   async runOnce(full = false): Promise<ClusterReport[]> {
     const reports: ClusterReport[] = [];
     const unsubscribe = this.onPass((report) => reports.push(report));
-    this.reloadSpec();
-    for (const cluster of this.targets()) this.markDue(cluster, full, true);
-    this.schedule();
+    this.tick(full, true);
     await this.idle();
     unsubscribe();
     return reports;
@@ -247,12 +247,7 @@ export class SyncLoop {
 
   private isSameCluster(cluster: Cluster): boolean {
     const now = this.stores.clusters.find(cluster.org, cluster.name);
-    return (
-      now !== undefined &&
-      now.createTime.getTime() === cluster.createTime.getTime() &&
-      now.endpoint === cluster.endpoint &&
-      JSON.stringify(now.auth) === JSON.stringify(cluster.auth)
-    );
+    return now !== undefined && now.createTime.getTime() === cluster.createTime.getTime() && sameTarget(now, cluster);
   }
 
   /** A connection for the cluster's current credentials; rebuilt when the files or endpoint change. */
@@ -300,7 +295,7 @@ export class SyncLoop {
       state.retry = setTimeout(() => this.retry(state), delay);
       this.logger.warn({ ...fields, error: result.error, retryInMs: delay }, "sync: cluster pass failed");
     }
-    const report: ClusterReport = { org: cluster.org, cluster: cluster.name, durationMs, finishedAtMs: performance.now(), ...result };
+    const report: ClusterReport = { org: cluster.org, cluster: cluster.name, ok, durationMs, finishedAtMs: performance.now(), ...result };
     for (const listener of this.passListeners) listener(report);
   }
 

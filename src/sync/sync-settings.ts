@@ -1,10 +1,10 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { isMapping } from "../core/values.js";
 import { isAbsolute, join } from "node:path";
 import { DEFAULT_CREDENTIAL_DIRECTORIES } from "../core/cluster.js";
 import { DEFAULT_PROVISIONING, type ProvisioningSpec } from "../core/desired-state.js";
 import { parseDuration } from "../core/duration.js";
 import { Violations } from "../core/errors.js";
+import { isMapping } from "../core/values.js";
 
 /** How the cluster-sync loop runs, and what it provisions. */
 export interface SyncSettings {
