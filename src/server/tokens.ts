@@ -24,44 +24,65 @@ export function digestOf(token: string): Buffer {
   return createHash("sha256").update(token, "utf8").digest();
 }
 
+/** A line of the tokens file that was refused; the description never repeats the line's text. */
+export interface TokenLineProblem {
+  line: number;
+  description: string;
+}
+
 /**
  * Parses a tokens file: one `<token> <role> <name>` per line (the name is the rest of the line),
- * `#` comment lines and blank lines allowed. Only digests are kept. Throws a DomainError naming
- * every bad line as `<source> line N`; messages never repeat a token.
+ * `#` comment lines and blank lines allowed. Only digests are kept. Bad lines are returned by
+ * number, and left out; a token on several lines is left out everywhere, since which role was
+ * meant cannot be known.
  */
-export function parseTokens(text: string, source: string): TokenEntry[] {
-  const problems = new Violations();
-  const entries: TokenEntry[] = [];
-  const seen = new Map<string, number>();
+export function parseTokenLines(text: string): { entries: TokenEntry[]; problems: TokenLineProblem[] } {
+  const problems: TokenLineProblem[] = [];
+  const parsed: (TokenEntry & { line: number })[] = [];
   text.split(/\r?\n/).forEach((raw, index) => {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#")) return;
-    const at = `${source} line ${index + 1}`;
-    const [token = "", role = "", ...rest] = line.split(/\s+/);
-    const name = rest.join(" ");
-    if (!role || !name) {
-      problems.add(at, `expected "<token> <role> <name>", found ${line.split(/\s+/).length} field(s)`);
-      return;
-    }
-    if (token.length < MIN_TOKEN_LENGTH) {
-      problems.add(at, `the token is shorter than ${MIN_TOKEN_LENGTH} characters; use a random one (openssl rand -hex 32)`);
-      return;
-    }
-    if (!isRole(role)) {
-      problems.add(at, `role "${role}" is not one of ${ROLES.join(", ")}`);
-      return;
-    }
-    const digest = digestOf(token);
-    const key = digest.toString("hex");
-    const first = seen.get(key);
-    if (first !== undefined) {
-      problems.add(at, `the same token is already on line ${first}; every token must be unique`);
-      return;
-    }
-    seen.set(key, index + 1);
-    entries.push({ digest, role, name });
+    const result = parseLine(raw);
+    if (typeof result === "string") problems.push({ line: index + 1, description: result });
+    else if (result) parsed.push({ ...result, line: index + 1 });
   });
-  problems.throwIfAny();
+  const firstLine = new Map<string, number>();
+  const duplicated = new Set<string>();
+  for (const entry of parsed) {
+    const key = entry.digest.toString("hex");
+    const first = firstLine.get(key);
+    if (first === undefined) {
+      firstLine.set(key, entry.line);
+      continue;
+    }
+    duplicated.add(key);
+    problems.push({ line: entry.line, description: `the same token is already on line ${first}; every token must be unique, so neither line is used` });
+  }
+  problems.sort((a, b) => a.line - b.line);
+  const entries = parsed.filter((entry) => !duplicated.has(entry.digest.toString("hex"))).map(({ digest, role, name }) => ({ digest, role, name }));
+  return { entries, problems };
+}
+
+/**
+ * One line: an entry, null for a blank or comment line, or why it is refused. No field is ever
+ * quoted back: with the columns swapped or a space inside a token, any field may be the token.
+ */
+function parseLine(raw: string): TokenEntry | string | null {
+  const line = raw.trim();
+  if (line === "" || line.startsWith("#")) return null;
+  const fields = line.split(/\s+/);
+  const [token = "", role = "", ...rest] = fields;
+  if (!role || rest.length === 0) return `expected "<token> <role> <name>", found ${fields.length} field(s)`;
+  if (isRole(token) && !isRole(role)) return `the columns are out of order: expected "<token> <role> <name>", the role second`;
+  if (token.length < MIN_TOKEN_LENGTH) return `the token is shorter than ${MIN_TOKEN_LENGTH} characters; use a random one (openssl rand -hex 32)`;
+  if (!isRole(role)) return `the second field is not a role: use one of ${ROLES.join(", ")}`;
+  return { digest: digestOf(token), role, name: rest.join(" ") };
+}
+
+/** Parses a whole tokens file strictly (start-up): throws a DomainError naming every bad line as `<source> line N`. */
+export function parseTokens(text: string, source: string): TokenEntry[] {
+  const { entries, problems } = parseTokenLines(text);
+  const violations = new Violations();
+  for (const problem of problems) violations.add(`${source} line ${problem.line}`, problem.description);
+  violations.throwIfAny();
   return entries;
 }
 
@@ -84,8 +105,11 @@ export interface TokenFileLogger {
 /**
  * The tokens file, re-read when it changes: `fs.watch` on its directory (which also sees the
  * symlink swap of a mounted Kubernetes Secret) and, in case a watch event is missed, a stat of
- * the file at most once a second when a token is looked up. A reload that fails (a malformed
- * line, a missing file) keeps the previous tokens and logs a warning.
+ * the file at most once a second when a token is looked up.
+ *
+ * Start-up is strict (a missing file or any bad line is an error). A reload fails closed, because
+ * a reload is how tokens are revoked: exactly the valid lines of the new file apply, bad lines are
+ * logged by number and left out, and a missing or unreadable file means no token is accepted.
  */
 export class TokenFile {
   private entries: TokenEntry[];
@@ -100,9 +124,8 @@ export class TokenFile {
     private readonly logger: TokenFileLogger,
     private readonly checkIntervalMs = 1_000,
   ) {
-    const { entries, stamp } = read(path);
-    this.entries = entries;
-    this.stamp = stamp;
+    this.stamp = stampOf(path);
+    this.entries = parseTokens(readStrict(path), path);
     this.watcher = this.watch();
   }
 
@@ -120,28 +143,30 @@ export class TokenFile {
     return findToken(this.entries, token);
   }
 
-  /** Re-reads the file if its modification time, size or inode changed; true when new tokens were loaded. */
+  /** Re-reads the file if it appeared, disappeared, or its inode, size or modification time changed; true when it was re-read. */
   reloadIfChanged(): boolean {
-    let current: string;
-    try {
-      current = stampOf(this.path);
-    } catch (error) {
-      this.logger.warn({ file: this.path, error: (error as Error).message }, "tokens file unreadable; keeping the previous tokens");
-      return false;
-    }
+    const current = stampOf(this.path);
     if (current === this.stamp) return false;
+    // Remembered first, so that one bad version is reported once, not on every request.
+    this.stamp = current;
+    let text: string;
     try {
-      const { entries, stamp } = read(this.path);
-      this.entries = entries;
-      this.stamp = stamp;
-      this.logger.info({ file: this.path, tokens: entries.length }, "tokens file reloaded");
-      return true;
+      text = readFileSync(this.path, "utf8");
     } catch (error) {
-      // Remember the stamp so one bad version is reported once, not on every request.
-      this.stamp = current;
-      this.logger.warn({ file: this.path, error: (error as Error).message }, "tokens file rejected; keeping the previous tokens");
-      return false;
+      this.entries = [];
+      const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
+      this.logger.warn({ file: this.path, error: code }, "tokens file missing or unreadable; no token is accepted until it is back");
+      return true;
     }
+    const { entries, problems } = parseTokenLines(text);
+    this.entries = entries;
+    if (problems.length === 0) {
+      this.logger.info({ file: this.path, tokens: entries.length }, "tokens file reloaded");
+    } else {
+      const refused = problems.map((problem) => `line ${problem.line}: ${problem.description}`);
+      this.logger.warn({ file: this.path, tokens: entries.length, refused }, "tokens file reloaded; malformed lines refused");
+    }
+    return true;
   }
 
   close(): void {
@@ -170,21 +195,22 @@ export class TokenFile {
   }
 }
 
+/** What identifies one version of the file; a missing file is a version too, so its return is seen. */
 function stampOf(path: string): string {
-  const stat = statSync(path);
-  return `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+  try {
+    const stat = statSync(path);
+    return `${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+  } catch (error) {
+    return `absent:${(error as NodeJS.ErrnoException).code ?? "unknown"}`;
+  }
 }
 
-function read(path: string): { entries: TokenEntry[]; stamp: string } {
-  let text: string;
-  let stamp: string;
+function readStrict(path: string): string {
   try {
-    stamp = stampOf(path);
-    text = readFileSync(path, "utf8");
+    return readFileSync(path, "utf8");
   } catch (error) {
     throw new DomainError("invalid_argument", `cannot read tokens file ${path}: ${(error as Error).message}`, [
       { field: path, description: `cannot read: ${(error as Error).message}` },
     ]);
   }
-  return { entries: parseTokens(text, path), stamp };
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
@@ -161,7 +161,7 @@ describe("bearer-token authentication", () => {
     expect((unknown as ConnectError).rawMessage).toBe("unknown bearer token");
   });
 
-  it("picks up a rotated tokens file without a restart; a malformed one keeps the previous tokens", async () => {
+  it("picks up a rotated tokens file without a restart; a malformed line is refused, never kept", async () => {
     const next = newToken("admin", "ops team (rotated)");
     const list = (token: TestToken) => outcome(createClient(ClusterPoolService, connectTransport(bearer(token.token))).listClusterPools({}));
     expect(await list(next)).toBe("Unauthenticated");
@@ -173,12 +173,15 @@ describe("bearer-token authentication", () => {
     writeTokensFile(tokensPath, [next, viewer, router]);
     await waitFor("the old token to stop working", async () => (await list(admin)) === "Unauthenticated");
     expect(await list(next)).toBe("OK");
-    // A broken edit: the server warns and keeps serving the previous tokens.
+    // A broken edit: the bad line is refused (revocation must not fail open), the valid lines apply.
     const before = logLines.length;
-    writeTokensFile(tokensPath, [{ ...next, role: "superuser" as never }]);
-    await waitFor("the warning", () => logLines.slice(before).some((line) => line.msg === "tokens file rejected; keeping the previous tokens"));
-    expect(await list(next)).toBe("OK");
+    writeTokensFile(tokensPath, [{ ...next, role: "superuser" as never }, viewer]);
+    await waitFor("the warning", () => logLines.slice(before).some((line) => line.msg === "tokens file reloaded; malformed lines refused"));
+    expect(await list(next)).toBe("Unauthenticated");
     expect(await list(viewer)).toBe("OK");
+    // A deleted file: no token at all until it is back.
+    unlinkSync(tokensPath);
+    await waitFor("every token refused", async () => (await list(viewer)) === "Unauthenticated");
     writeTokensFile(tokensPath, [admin, viewer, router]);
     await waitFor("the original tokens", async () => (await list(admin)) === "OK");
   });
