@@ -154,7 +154,7 @@ metrics: { public: 3 }
     const tokens = join(tempDir(), "tokens");
     writeFileSync(tokens, `# ops\n${"x".repeat(20)} admin ops\n${"y".repeat(20)} owner someone\n`);
     const text = message(() => resolveServerConfig({ tokensFile: tokens }, {}));
-    expect(text).toContain(`--tokens-file (${tokens}) line 3: role "owner" is not one of admin, viewer, router`);
+    expect(text).toContain(`--tokens-file (${tokens}) line 3: the second field is not a role: use one of admin, viewer, router`);
     expect(text).not.toContain("y".repeat(20));
     expect(message(() => resolveServerConfig({}, { CLUSTERPLANE_TOKENS_FILE: "/nonexistent" }))).toMatch(/CLUSTERPLANE_TOKENS_FILE: cannot read \/nonexistent/);
   });
