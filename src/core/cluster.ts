@@ -100,11 +100,19 @@ export function checkAuth(auth: ClusterAuth | undefined, credentialDirectories: 
   violations.add(`${field}.bearer_token_file.ca_cert_path`, checkCredentialPath(auth.caCertPath, credentialDirectories));
 }
 
-/** Why `path` may not be read as a credential, or null. */
+/**
+ * Why `path` may not be read as a credential, or null. A check of the text only: the files may
+ * not exist yet, and symbolic links are followed (and checked) each time the files are read.
+ * `..` is refused because the kernel resolves `link/..` as the parent of the link's target, not
+ * of the link, so no text check can tell where it leads.
+ */
 export function checkCredentialPath(path: string, credentialDirectories: readonly string[]): string | null {
   if (path === "") return "is required, for example /var/run/credentials/dataplane_1_token";
   if (path.includes("\0")) return "must not contain NUL characters";
   if (!isAbsolute(path)) return `"${path}" must be an absolute path, for example /var/run/credentials/dataplane_1_token`;
+  if (path.split("/").some((segment) => segment === "." || segment === "..")) {
+    return `"${path}" must not contain "." or ".." segments: name the file directly, for example /var/run/credentials/dataplane_1_token`;
+  }
   const resolved = normalize(path);
   if (!credentialDirectories.some((dir) => resolved.startsWith(`${normalize(dir).replace(/\/+$/, "")}/`))) {
     return `"${path}" is outside the credential directories (${credentialDirectories.join(", ")}); mount the Secret in one of them, or add its directory to sync.credentialDirectories`;

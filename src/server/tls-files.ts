@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
+import { CredentialFileError, parseCaBundle } from "../core/credential-files.js";
 import { Violations } from "../core/errors.js";
 import type { TlsMaterial } from "./one-port.js";
 
@@ -37,19 +38,13 @@ export function readTlsFiles(files: TlsFiles, names: TlsFileNames = KEYS): TlsMa
   const key = read("keyFile", files.keyFile);
   const clientCa = read("clientCaFile", files.clientCaFile);
   problems.throwIfAny();
-  const material: TlsMaterial = { cert: cert!, key: key!, clientCa };
+  const material: TlsMaterial = { cert: cert!, key: key!, clientCa: undefined };
   try {
     createSecureContext({ cert: material.cert });
   } catch (error) {
     problems.add(names.certFile, `${files.certFile} is not a PEM certificate OpenSSL accepts (${(error as Error).message})`);
   }
-  if (clientCa !== undefined) {
-    try {
-      createSecureContext({ ca: clientCa });
-    } catch (error) {
-      problems.add(names.clientCaFile, `${files.clientCaFile} is not a PEM CA certificate OpenSSL accepts (${(error as Error).message})`);
-    }
-  }
+  if (clientCa !== undefined) material.clientCa = checkClientCa(clientCa, files.clientCaFile!, names.clientCaFile, problems);
   if (problems.isEmpty) {
     try {
       createSecureContext({ cert: material.cert, key: material.key });
@@ -65,4 +60,20 @@ export function readTlsFiles(files: TlsFiles, names: TlsFileNames = KEYS): TlsMa
   }
   problems.throwIfAny();
   return material;
+}
+
+/**
+ * The client CA bundle, or undefined with a problem added. An empty one must be refused: Node takes
+ * `ca: ""` as "no CA given" and would verify client certificates against the public roots.
+ */
+function checkClientCa(text: string, path: string, name: string, problems: Violations): string | undefined {
+  try {
+    const bundle = parseCaBundle(text, path);
+    createSecureContext({ ca: bundle });
+    return bundle;
+  } catch (error) {
+    const reason = error instanceof CredentialFileError ? error.description : `is not a PEM CA certificate OpenSSL accepts (${(error as Error).message})`;
+    problems.add(name, `${path} ${reason}`);
+    return undefined;
+  }
 }

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import https from "node:https";
 import {
   ApiException,
@@ -9,6 +8,13 @@ import {
   type RequestContext,
 } from "@kubernetes/client-node";
 import { checkCredentialPath, type ClusterAuth } from "../core/cluster.js";
+import {
+  CredentialFileError,
+  MAX_CA_FILE_BYTES,
+  MAX_TOKEN_FILE_BYTES,
+  parseCaBundle,
+  readConfinedFile,
+} from "../core/credential-files.js";
 import type { KubeObject } from "../core/template.js";
 
 export const FIELD_MANAGER = "clusterplane";
@@ -23,8 +29,9 @@ export interface Credentials {
 }
 
 /**
- * Reads a cluster's credentials. Token files often end with a newline, which must not reach the
- * header. Paths outside the credential directories are refused here too, whatever is stored.
+ * Reads a cluster's credentials. Paths outside the credential directories are refused here too,
+ * whatever is stored, and again once symbolic links are followed. The CA is read first: without a
+ * usable one the token is never even loaded. Throws a CredentialFileError.
  */
 export function readCredentials(
   endpoint: string,
@@ -35,23 +42,39 @@ export function readCredentials(
   if (auth.kind === "bearer_token_file") {
     for (const path of [auth.tokenPath, auth.caCertPath]) {
       const problem = checkCredentialPath(path, credentialDirectories);
-      if (problem) throw new Error(`credential file ${problem}`);
+      if (problem) throw new CredentialFileError(path, "outside", problem);
     }
-    return {
-      endpoint,
-      token: readFileSync(auth.tokenPath, "utf8").trim(),
-      caPem: readFileSync(auth.caCertPath, "utf8"),
-    };
+    const caPem = readCa(auth.caCertPath, credentialDirectories);
+    return { endpoint, caPem, token: readToken(auth.tokenPath, credentialDirectories) };
   }
   // In-cluster auth only ever talks to the API server of the cluster the control plane runs in.
   const host = env.KUBERNETES_SERVICE_HOST;
   if (!host) throw new Error("in-cluster auth needs KUBERNETES_SERVICE_HOST: the control plane is not running in a pod");
   const port = env.KUBERNETES_SERVICE_PORT ?? "443";
+  const caPem = readCa(`${IN_CLUSTER_DIR}/ca.crt`, [IN_CLUSTER_DIR]);
   return {
     endpoint: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
-    token: readFileSync(`${IN_CLUSTER_DIR}/token`, "utf8").trim(),
-    caPem: readFileSync(`${IN_CLUSTER_DIR}/ca.crt`, "utf8"),
+    caPem,
+    token: readToken(`${IN_CLUSTER_DIR}/token`, [IN_CLUSTER_DIR]),
   };
+}
+
+function readCa(path: string, directories: readonly string[]): string {
+  return parseCaBundle(readConfinedFile(path, directories, MAX_CA_FILE_BYTES).toString("utf8"), path);
+}
+
+/**
+ * A token file often ends with a newline, which must not reach the header. Anything else that is
+ * not a visible character means the file holds more than a token, and the header would be refused
+ * (or split) further down with a less useful message.
+ */
+function readToken(path: string, directories: readonly string[]): string {
+  const token = readConfinedFile(path, directories, MAX_TOKEN_FILE_BYTES).toString("utf8").trim();
+  if (token === "") throw new CredentialFileError(path, "empty", "is empty");
+  if (!/^[\x21-\x7e]+$/.test(token)) {
+    throw new CredentialFileError(path, "malformed", "holds more than a token: whitespace, control or non-ASCII characters inside it");
+  }
+  return token;
 }
 
 /**
@@ -67,6 +90,8 @@ export class KubeConnection {
     readonly credentials: Credentials,
     options: { requestTimeoutMs: number; maxSockets: number },
   ) {
+    // An agent given no CA trusts the public roots: never let that be the fallback.
+    parseCaBundle(credentials.caPem, "(CA of the connection)");
     this.agent = new https.Agent({
       keepAlive: true,
       maxSockets: options.maxSockets,
