@@ -13,6 +13,8 @@ export interface ClusterLabel {
   createTime: Date;
   updateTime: Date;
   etag: string;
+  /** The change-log revision that last changed it (0 before the log existed). */
+  revision: number;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { Violations } from "./errors.js";
+import { quoteValue, Violations } from "./errors.js";
 
 /** Name of the pool every organization has and clusters join when no pool is named. */
 export const DEFAULT_POOL_NAME = "default";
@@ -32,6 +32,8 @@ export interface ClusterPool {
   createTime: Date;
   updateTime: Date;
   etag: string;
+  /** The change-log revision that last changed it (0 before the log existed). */
+  revision: number;
 }
 
 export const EMPTY_POOL_CONFIG: ClusterPoolConfig = {
@@ -59,7 +61,7 @@ export function checkClusterPoolConfig(
   if (config.objectStoreEndpoint !== "" && !HTTP_URL.test(config.objectStoreEndpoint)) {
     violations.add(
       `${prefix}.object_store_ref.endpoint`,
-      `"${config.objectStoreEndpoint}" must be an http:// or https:// URL, or empty for the provider's own endpoint`,
+      `${quoteValue(config.objectStoreEndpoint)} must be an http:// or https:// URL, or empty for the provider's own endpoint`,
     );
   }
   if (config.secretStoreType === "") {
@@ -73,7 +75,7 @@ export function checkClusterPoolConfig(
 function checkObjectStoreUri(uri: string): string | null {
   if (uri === "") return "is required, for example s3://my-bucket/prefix";
   if (!URI_WITH_SCHEME.test(uri)) {
-    return `"${uri}" must be a URI with a scheme, for example s3://my-bucket/prefix, gs://bucket or abfs://container@account.dfs.core.windows.net/path`;
+    return `${quoteValue(uri)} must be a URI with a scheme, for example s3://my-bucket/prefix, gs://bucket or abfs://container@account.dfs.core.windows.net/path`;
   }
   return null;
 }

@@ -1,4 +1,4 @@
-import { Violations } from "./errors.js";
+import { quoteValue, Violations } from "./errors.js";
 import { checkClusterName, checkResourceName } from "./names.js";
 import { checkDomain } from "./project.js";
 
@@ -17,6 +17,8 @@ export interface AssignmentKey {
 export interface Assignment extends AssignmentKey {
   value: string;
   updateTime: Date;
+  /** The change-log revision that last changed it. */
+  revision: number;
 }
 
 const MAX_ENTITY_NAME_LENGTH = 255;
@@ -70,7 +72,7 @@ export function checkAssignmentKey(
 export function checkEntityName(name: string): string | null {
   if (name === "") return null;
   if (name.length > MAX_ENTITY_NAME_LENGTH) return `must be at most ${MAX_ENTITY_NAME_LENGTH} characters`;
-  if (!ENTITY_NAME.test(name)) return `"${name}" may contain only letters, digits, '_', '.', '-' and ':'`;
+  if (!ENTITY_NAME.test(name)) return `${quoteValue(name)} may contain only letters, digits, '_', '.', '-' and ':'`;
   return null;
 }
 

@@ -1,4 +1,4 @@
-import { checkNoRepeats, Violations } from "./errors.js";
+import { checkNoRepeats, quoteValue, Violations } from "./errors.js";
 import { namespaceProblem, type NamespaceSpec } from "./desired-state.js";
 import { checkResourceName } from "./names.js";
 
@@ -13,6 +13,8 @@ export interface Project {
   createTime: Date;
   updateTime: Date;
   etag: string;
+  /** The change-log revision that last changed it (0 before the log existed). */
+  revision: number;
 }
 
 /** The deployment stages every project is provisioned for (flyteadmin's defaults). */
@@ -53,12 +55,12 @@ export function checkDomains(domains: readonly string[], field: string, violatio
 
 /** Why `domain` is not one of the configured domains, or null. */
 export function checkDomain(domain: string, domains: readonly string[]): string | null {
-  return domains.includes(domain) ? null : `"${domain}" is not a configured domain; use one of ${domains.join(", ")}`;
+  return domains.includes(domain) ? null : `${quoteValue(domain)} is not a configured domain; use one of ${domains.join(", ")}`;
 }
 
 /** Why a project in `state` (undefined: not registered) takes no new work, or null when it is ACTIVE. */
 export function inactiveProjectProblem(id: string, state: ProjectState | undefined): string | null {
-  if (state === undefined) return `project "${id}" is not registered; register it first (CreateProject)`;
-  if (state === "ARCHIVED") return `project "${id}" is archived; activate it first (ActivateProject)`;
+  if (state === undefined) return `project ${quoteValue(id)} is not registered; register it first (CreateProject)`;
+  if (state === "ARCHIVED") return `project ${quoteValue(id)} is archived; activate it first (ActivateProject)`;
   return null;
 }

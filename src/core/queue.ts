@@ -18,6 +18,8 @@ export interface Queue {
   createTime: Date;
   updateTime: Date;
   etag: string;
+  /** The change-log revision that last changed it (0 before the log existed). */
+  revision: number;
 }
 
 /** Checks a cluster selector's shape; whether the named clusters exist is the store's business. */

@@ -62,7 +62,27 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  /** Whether this process runs the cluster-sync loop (holds the database's sync lease); set by the server. */
+  leadsSync: () => boolean = () => false;
+
   constructor(stores: Stores) {
+    const metrics = this;
+    new Gauge({
+      name: "clusterplane_sync_leader",
+      help: "1 while this process holds the sync lease and runs the cluster-sync loop, else 0.",
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.leadsSync() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "clusterplane_change_log_revision",
+      help: "The newest change-log revision this process has applied to its routing index and watchers.",
+      registers: [this.registry],
+      collect() {
+        this.set(stores.changes.appliedRevision);
+      },
+    });
     new Gauge({
       name: "clusterplane_sync_last_success_timestamp_seconds",
       help: "When the last successful sync pass of a cluster ended (Unix seconds), as stored in the database.",

@@ -23,23 +23,23 @@ export function clusterPoolService(pools: ClusterPoolRepository): ServiceImpl<ty
   return {
     createClusterPool(request) {
       const { org, name, config } = checkPool(request.clusterPool, "cluster_pool");
-      return { clusterPool: toMessage(pools.create(org, name, config)) };
+      return { clusterPool: toPoolMessage(pools.create(org, name, config)) };
     },
 
     getClusterPool(request) {
       checkNamedKey(request.org, request.name);
-      return { clusterPool: toMessage(pools.get(request.org, request.name)) };
+      return { clusterPool: toPoolMessage(pools.get(request.org, request.name)) };
     },
 
     listClusterPools(request) {
-      const { items, nextPageToken } = listPage(request, {}, new Violations(), (page) => pools.list(request.org, page), toMessage, (pool) => [pool.name]);
+      const { items, nextPageToken } = listPage(request, {}, new Violations(), (page) => pools.list(request.org, page), toPoolMessage, (pool) => [pool.name]);
       return { clusterPools: items, nextPageToken };
     },
 
     updateClusterPool(request) {
       const { org, name, config } = checkPool(request.clusterPool, "cluster_pool");
       const etag = request.clusterPool?.etag ?? "";
-      return { clusterPool: toMessage(pools.update(org, name, config, etag)) };
+      return { clusterPool: toPoolMessage(pools.update(org, name, config, etag)) };
     },
 
     deleteClusterPool(request) {
@@ -82,7 +82,7 @@ function fromConfigMessage(config: ClusterPoolConfigMessage | undefined): Cluste
   };
 }
 
-function toMessage(pool: ClusterPool): ClusterPoolMessage {
+export function toPoolMessage(pool: ClusterPool): ClusterPoolMessage {
   const { config } = pool;
   return create(ClusterPoolSchema, {
     org: pool.org,
@@ -100,5 +100,6 @@ function toMessage(pool: ClusterPool): ClusterPoolMessage {
     createTime: pool.createTime.getTime() ? toTimestamp(pool.createTime) : undefined,
     updateTime: pool.updateTime.getTime() ? toTimestamp(pool.updateTime) : undefined,
     etag: pool.etag,
+    revision: BigInt(pool.revision),
   });
 }

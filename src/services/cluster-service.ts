@@ -47,12 +47,12 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
         enabled,
         auth: auth!,
       });
-      return { cluster: toMessage(created) };
+      return { cluster: toClusterMessage(created) };
     },
 
     getCluster(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { cluster: toMessage(clusters.get(request.org, request.name)) };
+      return { cluster: toClusterMessage(clusters.get(request.org, request.name)) };
     },
 
     listClusters(request) {
@@ -60,7 +60,7 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
       if (request.pool !== "") violations.add("pool", checkResourceName(request.pool));
       const filter = { pool: request.pool, enabled: request.enabled, state: stateFilter<ClusterState>(ClusterStateEnum, request.state, "state", violations) };
       const fetch = (page: PageRequest) => clusters.list(request.org, filter, page);
-      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toMessage, (cluster) => [cluster.name]);
+      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toClusterMessage, (cluster) => [cluster.name]);
       return { clusters: items, nextPageToken };
     },
 
@@ -87,17 +87,17 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
       }
       violations.throwIfAny();
       const updated = clusters.update(cluster.org, cluster.name, changes, cluster.etag, cluster.pool);
-      return { cluster: toMessage(updated) };
+      return { cluster: toClusterMessage(updated) };
     },
 
     drainCluster(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { cluster: toMessage(clusters.setState(request.org, request.name, "DRAINED")) };
+      return { cluster: toClusterMessage(clusters.setState(request.org, request.name, "DRAINED")) };
     },
 
     activateCluster(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { cluster: toMessage(clusters.setState(request.org, request.name, "ACTIVE")) };
+      return { cluster: toClusterMessage(clusters.setState(request.org, request.name, "ACTIVE")) };
     },
 
     deleteCluster(request) {
@@ -127,7 +127,7 @@ function toAuthMessage(auth: ClusterAuth): ClusterAuthMessage {
   return create(ClusterAuthSchema, { method: { case: "bearerTokenFile", value } });
 }
 
-export function toMessage(cluster: Cluster): ClusterMessage {
+export function toClusterMessage(cluster: Cluster): ClusterMessage {
   return create(ClusterSchema, {
     org: cluster.org,
     name: cluster.name,
@@ -140,10 +140,11 @@ export function toMessage(cluster: Cluster): ClusterMessage {
     createTime: toTimestamp(cluster.createTime),
     updateTime: toTimestamp(cluster.updateTime),
     etag: cluster.etag,
+    revision: BigInt(cluster.revision),
   });
 }
 
-function toSyncStatusMessage({ enabled, sync }: Cluster) {
+export function toSyncStatusMessage({ enabled, sync }: Pick<Cluster, "enabled" | "sync">) {
   let health = SyncHealth.UNSPECIFIED;
   if (!enabled) health = SyncHealth.DISABLED;
   else if (sync?.consecutiveFailures) health = SyncHealth.FAILING;

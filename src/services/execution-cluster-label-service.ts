@@ -163,7 +163,7 @@ function toSelectRequest(request: SelectClusterRequest, domains: readonly string
   return select;
 }
 
-function toLabelMessage(label: ClusterLabel): ClusterLabelMessage {
+export function toLabelMessage(label: ClusterLabel): ClusterLabelMessage {
   return create(ClusterLabelSchema, {
     org: label.org,
     name: label.name,
@@ -171,10 +171,11 @@ function toLabelMessage(label: ClusterLabel): ClusterLabelMessage {
     createTime: toTimestamp(label.createTime),
     updateTime: toTimestamp(label.updateTime),
     etag: label.etag,
+    revision: BigInt(label.revision),
   });
 }
 
-function toAssignmentMessage(assignment: Assignment): ExecutionClusterLabelMessage {
+export function toAssignmentMessage(assignment: Assignment): ExecutionClusterLabelMessage {
   return create(ExecutionClusterLabelSchema, {
     org: assignment.org,
     project: assignment.project,
@@ -184,5 +185,6 @@ function toAssignmentMessage(assignment: Assignment): ExecutionClusterLabelMessa
     value: assignment.value,
     scope: ExecutionClusterLabelScope[scopeOf(assignment)],
     updateTime: toTimestamp(assignment.updateTime),
+    revision: BigInt(assignment.revision),
   });
 }

@@ -20,18 +20,7 @@ export function projectService(
   domains: readonly string[],
   namespaces: NamespaceSpec,
 ): ServiceImpl<typeof ProjectService> {
-  const toMessage = (project: Project): ProjectMessage =>
-    create(ProjectSchema, {
-      org: project.org,
-      id: project.id,
-      name: project.name,
-      description: project.description,
-      state: ProjectStateEnum[project.state],
-      domains: domains.map((domain) => ({ id: domain, name: domain })),
-      createTime: toTimestamp(project.createTime),
-      updateTime: toTimestamp(project.updateTime),
-      etag: project.etag,
-    });
+  const toMessage = (project: Project) => toProjectMessage(project, domains);
 
   const checkKey = (org: string, id: string) => {
     const violations = new Violations();
@@ -84,4 +73,20 @@ export function projectService(
       return { project: toMessage(projects.setState(request.org, request.id, "ACTIVE")) };
     },
   };
+}
+
+/** A project as the API shows it: every configured domain listed with it. */
+export function toProjectMessage(project: Project, domains: readonly string[]): ProjectMessage {
+  return create(ProjectSchema, {
+    org: project.org,
+    id: project.id,
+    name: project.name,
+    description: project.description,
+    state: ProjectStateEnum[project.state],
+    domains: domains.map((domain) => ({ id: domain, name: domain })),
+    createTime: toTimestamp(project.createTime),
+    updateTime: toTimestamp(project.updateTime),
+    etag: project.etag,
+    revision: BigInt(project.revision),
+  });
 }

@@ -31,12 +31,12 @@ export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueS
         pool: queue.pool || DEFAULT_POOL_NAME,
         clusters: queue.clusters,
       });
-      return { queue: toMessage(created) };
+      return { queue: toQueueMessage(created) };
     },
 
     getQueue(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { queue: toMessage(queues.get(request.org, request.name)) };
+      return { queue: toQueueMessage(queues.get(request.org, request.name)) };
     },
 
     listQueues(request) {
@@ -44,7 +44,7 @@ export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueS
       if (request.pool !== "") violations.add("pool", checkResourceName(request.pool));
       const filter = { pool: request.pool, state: stateFilter<QueueState>(QueueStateEnum, request.state, "state", violations) };
       const fetch = (page: PageRequest) => queues.list(request.org, filter, page);
-      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toMessage, (queue) => [queue.name]);
+      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toQueueMessage, (queue) => [queue.name]);
       return { queues: items, nextPageToken };
     },
 
@@ -55,17 +55,17 @@ export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueS
       violations.add("queue.name", checkClusterName(queue.name));
       checkClusterSelector(queue.clusters, "queue.clusters", violations);
       violations.throwIfAny();
-      return { queue: toMessage(queues.update(queue.org, queue.name, queue.clusters, queue.etag, queue.pool)) };
+      return { queue: toQueueMessage(queues.update(queue.org, queue.name, queue.clusters, queue.etag, queue.pool)) };
     },
 
     drainQueue(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { queue: toMessage(queues.setState(request.org, request.name, "DRAINED")) };
+      return { queue: toQueueMessage(queues.setState(request.org, request.name, "DRAINED")) };
     },
 
     activateQueue(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { queue: toMessage(queues.setState(request.org, request.name, "ACTIVE")) };
+      return { queue: toQueueMessage(queues.setState(request.org, request.name, "ACTIVE")) };
     },
 
     deleteQueue(request) {
@@ -76,7 +76,7 @@ export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueS
   };
 }
 
-function toMessage(queue: Queue): QueueMessage {
+export function toQueueMessage(queue: Queue): QueueMessage {
   return create(QueueSchema, {
     org: queue.org,
     name: queue.name,
@@ -87,5 +87,6 @@ function toMessage(queue: Queue): QueueMessage {
     createTime: toTimestamp(queue.createTime),
     updateTime: toTimestamp(queue.updateTime),
     etag: queue.etag,
+    revision: BigInt(queue.revision),
   });
 }

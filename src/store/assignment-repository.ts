@@ -1,6 +1,6 @@
 import type { Assignment, AssignmentKey } from "../core/execution-cluster-label.js";
 import type { PageRequest } from "../core/paging.js";
-import type { ChangeFeed } from "./changes.js";
+import type { ChangeLog } from "./changes.js";
 import type { Page } from "./rows.js";
 import type { ClusterLabelRepository } from "./cluster-label-repository.js";
 import type { Db } from "./database.js";
@@ -14,6 +14,7 @@ interface AssignmentRow {
   launch_plan: string;
   value: string;
   update_time: number;
+  revision: number;
 }
 
 export interface AssignmentFilter {
@@ -25,14 +26,14 @@ export interface AssignmentFilter {
 export class AssignmentRepository {
   constructor(
     private readonly db: Db,
-    private readonly changes: ChangeFeed,
+    private readonly changes: ChangeLog,
     private readonly projects: ProjectRepository,
     private readonly labels: ClusterLabelRepository,
   ) {}
 
   /** Creates or replaces the assignment at the key's scope. */
   upsert(key: AssignmentKey, value: string, valueField: string): Assignment {
-    const stored = this.db.transaction(() => {
+    return this.changes.write(() => {
       this.projects.requireActive(key.org, key.project);
       this.labels.requireExisting(key.org, value, valueField);
       this.db
@@ -43,10 +44,9 @@ export class AssignmentRepository {
            DO UPDATE SET value = excluded.value, update_time = excluded.update_time`,
         )
         .run({ ...key, value, now: Date.now() });
+      this.changes.record({ kind: "assignment", ...key });
       return this.find(key)!;
-    })();
-    this.changes.publish({ kind: "assignment", ...key });
-    return stored;
+    });
   }
 
   find(key: AssignmentKey): Assignment | undefined {
@@ -61,13 +61,16 @@ export class AssignmentRepository {
 
   /** Removes the assignment at the key's scope, if there is one. */
   delete(key: AssignmentKey): void {
-    this.db
-      .prepare(
-        `DELETE FROM execution_cluster_labels
-         WHERE org = @org AND project = @project AND domain = @domain AND workflow = @workflow AND launch_plan = @launchPlan`,
-      )
-      .run(key);
-    this.changes.publish({ kind: "assignment", ...key });
+    this.changes.write(() => {
+      const { changes } = this.db
+        .prepare(
+          `DELETE FROM execution_cluster_labels
+           WHERE org = @org AND project = @project AND domain = @domain AND workflow = @workflow AND launch_plan = @launchPlan`,
+        )
+        .run(key);
+      // Deleting is idempotent; only a real removal is a change.
+      if (changes > 0) this.changes.record({ kind: "assignment", ...key });
+    });
   }
 
   list(org: string, filter: AssignmentFilter, page: PageRequest): Page<Assignment> {
@@ -112,5 +115,6 @@ function toAssignment(row: AssignmentRow): Assignment {
     launchPlan: row.launch_plan,
     value: row.value,
     updateTime: new Date(row.update_time),
+    revision: row.revision,
   };
 }

@@ -2,7 +2,7 @@ import type { ClusterLabel, LabelMember } from "../core/cluster-label.js";
 import { alreadyExists, failedPrecondition, invalidArgument, listInWords, notFound } from "../core/errors.js";
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
-import type { ChangeFeed } from "./changes.js";
+import type { ChangeLog } from "./changes.js";
 import { nextUpdateTime, type Page } from "./rows.js";
 import type { Db } from "./database.js";
 
@@ -12,27 +12,27 @@ interface LabelRow {
   create_time: number;
   update_time: number;
   version: number;
+  revision: number;
 }
 
 /** Cluster labels (`labelClusterMap`) and each organization's default label, in SQLite. */
 export class ClusterLabelRepository {
   constructor(
     private readonly db: Db,
-    private readonly changes: ChangeFeed,
+    private readonly changes: ChangeLog,
   ) {}
 
   create(org: string, name: string, members: readonly LabelMember[]): ClusterLabel {
-    const created = this.db.transaction(() => {
+    return this.changes.write(() => {
       if (this.findRow(org, name)) throw alreadyExists(`label "${name}" already exists; use UpdateClusterLabel to change its clusters`);
       const now = Date.now();
       this.db
         .prepare("INSERT INTO cluster_labels (org, name, create_time, update_time, version) VALUES (?, ?, ?, ?, 1)")
         .run(org, name, now, now);
       this.writeMembers(org, name, members);
+      this.changes.record({ kind: "label", org, name });
       return this.get(org, name);
-    })();
-    this.changes.publish({ kind: "label", org, name });
-    return created;
+    });
   }
 
   get(org: string, name: string): ClusterLabel {
@@ -73,31 +73,38 @@ export class ClusterLabelRepository {
   }
 
   update(org: string, name: string, members: readonly LabelMember[], etag: string): ClusterLabel {
-    const updated = this.db.transaction(() => {
+    return this.changes.write(() => {
       const current = this.get(org, name);
       checkEtag("label", name, etag, current.etag);
       this.db
         .prepare("UPDATE cluster_labels SET update_time = ?, version = version + 1 WHERE org = ? AND name = ?")
         .run(nextUpdateTime(current), org, name);
       this.writeMembers(org, name, members);
+      this.changes.record({ kind: "label", org, name });
       return this.get(org, name);
-    })();
-    this.changes.publish({ kind: "label", org, name });
-    return updated;
+    });
   }
 
   delete(org: string, name: string): void {
-    this.db.transaction(() => {
+    this.changes.write(() => {
       this.get(org, name);
       const uses = this.usesOf(org, name);
       if (uses.length) throw failedPrecondition(`label "${name}" is still used: ${uses.join("; ")}`);
       this.db.prepare("DELETE FROM cluster_labels WHERE org = ? AND name = ?").run(org, name);
-    })();
-    this.changes.publish({ kind: "label", org, name });
+      this.changes.record({ kind: "label", org, name });
+    });
   }
 
   getDefault(org: string): string {
     return (this.db.prepare("SELECT label FROM default_cluster_labels WHERE org = ?").pluck().get(org) as string | undefined) ?? "";
+  }
+
+  /** The default label with the change-log revision that set it, or undefined when none is set. */
+  defaultEntry(org: string): { org: string; label: string; revision: number } | undefined {
+    const row = this.db.prepare("SELECT label, revision FROM default_cluster_labels WHERE org = ?").get(org) as
+      | { label: string; revision: number }
+      | undefined;
+    return row && { org, ...row };
   }
 
   /** Every organization's default label, for the routing index. */
@@ -108,17 +115,17 @@ export class ClusterLabelRepository {
 
   /** Sets the default label, or clears it when `label` is empty; `field` names it in errors. */
   setDefault(org: string, label: string, field: string): string {
-    this.db.transaction(() => {
+    this.changes.write(() => {
       if (label === "") {
         this.db.prepare("DELETE FROM default_cluster_labels WHERE org = ?").run(org);
-        return;
+      } else {
+        this.requireExisting(org, label, field);
+        this.db
+          .prepare("INSERT INTO default_cluster_labels (org, label) VALUES (?, ?) ON CONFLICT (org) DO UPDATE SET label = excluded.label")
+          .run(org, label);
       }
-      this.requireExisting(org, label, field);
-      this.db
-        .prepare("INSERT INTO default_cluster_labels (org, label) VALUES (?, ?) ON CONFLICT (org) DO UPDATE SET label = excluded.label")
-        .run(org, label);
-    })();
-    this.changes.publish({ kind: "default-label", org });
+      this.changes.record({ kind: "default-label", org });
+    });
     return label;
   }
 
@@ -183,5 +190,6 @@ function toLabel(row: LabelRow, clusters: LabelMember[]): ClusterLabel {
     createTime: new Date(row.create_time),
     updateTime: new Date(row.update_time),
     etag: makeEtag(row.version, row.update_time),
+    revision: row.revision,
   };
 }

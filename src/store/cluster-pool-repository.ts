@@ -8,6 +8,7 @@ import {
 import { alreadyExists, failedPrecondition, listInWords, notFound } from "../core/errors.js";
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
+import type { ChangeLog } from "./changes.js";
 import type { Db } from "./database.js";
 import { nextUpdateTime, type Page } from "./rows.js";
 
@@ -22,6 +23,7 @@ interface PoolRow {
   create_time: number;
   update_time: number;
   version: number;
+  revision: number;
 }
 
 
@@ -30,7 +32,10 @@ interface PoolRow {
  * clusters table, the one place a registration lives.
  */
 export class ClusterPoolRepository {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly changes: ChangeLog,
+  ) {}
 
   /**
    * Stores the organization's default pool if it is not stored yet. Only writes call it, inside
@@ -43,20 +48,26 @@ export class ClusterPoolRepository {
   }
 
   create(org: string, name: string, config: ClusterPoolConfig): ClusterPool {
-    return this.db.transaction(() => {
+    return this.changes.write(() => {
       if (this.exists(org, name)) {
         throw alreadyExists(`cluster pool "${name}" already exists; use UpdateClusterPool to change its config`);
       }
       this.ensureDefaultPool(org);
       this.insert(org, name, config, "");
       return this.get(org, name);
-    })();
+    });
   }
 
   get(org: string, name: string): ClusterPool {
     const row = this.findRow(org, name) ?? (name === DEFAULT_POOL_NAME ? this.unstoredDefault(org) : undefined);
     if (!row) throw poolNotFound(name);
     return toPool(row, this.memberClusters(org, [name]).get(name) ?? []);
+  }
+
+  /** The pool as stored, or undefined (an unstored default pool is not a stored resource). */
+  findStored(org: string, name: string): ClusterPool | undefined {
+    const row = this.findRow(org, name);
+    return row && toPool(row, this.memberClusters(org, [name]).get(name) ?? []);
   }
 
   /** Whether the pool exists (the default pool always does). */
@@ -82,7 +93,7 @@ export class ClusterPoolRepository {
   }
 
   update(org: string, name: string, config: ClusterPoolConfig, etag: string): ClusterPool {
-    return this.db.transaction(() => {
+    return this.changes.write(() => {
       const current = this.get(org, name);
       if (name === DEFAULT_POOL_NAME) this.ensureDefaultPool(org);
       checkEtag("cluster pool", name, etag, current.etag);
@@ -95,12 +106,13 @@ export class ClusterPoolRepository {
            WHERE org = @org AND name = @name`,
         )
         .run({ org, name, now: nextUpdateTime(current), ...configColumns(config) });
+      this.changes.record({ kind: "pool", org, name });
       return this.get(org, name);
-    })();
+    });
   }
 
   delete(org: string, name: string, etag: string): void {
-    this.db.transaction(() => {
+    this.changes.write(() => {
       const current = this.get(org, name);
       if (name === DEFAULT_POOL_NAME) {
         throw failedPrecondition(
@@ -110,11 +122,12 @@ export class ClusterPoolRepository {
       checkEtag("cluster pool", name, etag, current.etag);
       this.rejectWhileReferenced(org, name);
       this.db.prepare("DELETE FROM cluster_pools WHERE org = ? AND name = ?").run(org, name);
-    })();
+      this.changes.record({ kind: "pool", org, name });
+    });
   }
 
   private insert(org: string, name: string, config: ClusterPoolConfig, onConflict: "" | "ON CONFLICT (org, name) DO NOTHING"): void {
-    this.db
+    const { changes } = this.db
       .prepare(
         `INSERT INTO cluster_pools (org, name, object_store_uri, object_store_endpoint,
            secret_store_type, secret_store_locator, image_registry_locator, create_time, update_time, version)
@@ -122,6 +135,7 @@ export class ClusterPoolRepository {
            @secret_store_locator, @image_registry_locator, @now, @now, 1) ${onConflict}`,
       )
       .run({ org, name, now: Date.now(), ...configColumns(config) });
+    if (changes > 0) this.changes.record({ kind: "pool", org, name });
   }
 
   private rejectWhileReferenced(org: string, name: string): void {
@@ -146,7 +160,7 @@ export class ClusterPoolRepository {
 
   /** The default pool of an organization that has not written anything yet. */
   private unstoredDefault(org: string): PoolRow {
-    return { org, name: DEFAULT_POOL_NAME, ...configColumns(EMPTY_POOL_CONFIG), create_time: 0, update_time: 0, version: 0 };
+    return { org, name: DEFAULT_POOL_NAME, ...configColumns(EMPTY_POOL_CONFIG), create_time: 0, update_time: 0, version: 0, revision: 0 };
   }
 
   private findRow(org: string, name: string): PoolRow | undefined {
@@ -203,5 +217,6 @@ function toPool(row: PoolRow, memberClusters: string[]): ClusterPool {
     createTime: new Date(row.create_time),
     updateTime: new Date(row.update_time),
     etag: makeEtag(row.version, row.update_time),
+    revision: row.revision,
   };
 }

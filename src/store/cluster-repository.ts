@@ -4,7 +4,7 @@ import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
 import type { ClusterPoolRepository } from "./cluster-pool-repository.js";
 import { nextUpdateTime, type Page } from "./rows.js";
-import type { ChangeFeed } from "./changes.js";
+import type { ChangeLog } from "./changes.js";
 import type { Db } from "./database.js";
 import type { QueueRepository } from "./queue-repository.js";
 import { toStatus, type SyncRepository } from "./sync-repository.js";
@@ -28,6 +28,7 @@ interface ClusterRow {
   create_time: number;
   update_time: number;
   version: number;
+  revision: number;
   last_attempt_time: number | null;
   last_success_time: number | null;
   objects_applied: number | null;
@@ -64,7 +65,7 @@ export class ClusterRepository {
 
   constructor(
     private readonly db: Db,
-    private readonly changes: ChangeFeed,
+    private readonly changes: ChangeLog,
     private readonly pools: ClusterPoolRepository,
     private readonly queues: QueueRepository,
     private readonly sync: SyncRepository,
@@ -76,7 +77,7 @@ export class ClusterRepository {
   }
 
   create(cluster: NewCluster): Cluster {
-    const created = this.db.transaction(() => {
+    return this.changes.write(() => {
       const existing = this.findRow(cluster.org, cluster.name);
       if (existing) throw registeredAlready(existing, cluster.pool);
       this.queues.requirePool(cluster.org, cluster.pool);
@@ -93,10 +94,9 @@ export class ClusterRepository {
         .run({ org: cluster.org, name: cluster.name, pool: cluster.pool, endpoint: cluster.endpoint,
           enabled: cluster.enabled ? 1 : 0, now, ...authColumns(cluster.auth) });
       this.queues.insert({ org: cluster.org, name: cluster.name, pool: cluster.pool, clusters: [cluster.name] }, cluster.name);
+      this.announce(cluster.org, cluster.name);
       return this.get(cluster.org, cluster.name);
-    })();
-    this.announce(cluster.org, cluster.name);
-    return created;
+    });
   }
 
   get(org: string, name: string): Cluster {
@@ -128,7 +128,7 @@ export class ClusterRepository {
 
   /** Applies `changes`; `pool`, when given, must be the cluster's own (clusters never move in place). */
   update(org: string, name: string, changes: ClusterChanges, etag: string, pool = ""): Cluster {
-    const updated = this.db.transaction(() => {
+    return this.changes.write(() => {
       const current = this.get(org, name);
       checkEtag("cluster", name, etag, current.etag);
       if (pool !== "" && pool !== current.pool) throw cannotMove(name, current.pool, pool);
@@ -147,15 +147,14 @@ export class ClusterRepository {
       // Another endpoint or identity may be another cluster: apply everything again, and route to
       // it only once that has been done.
       if (!sameTarget(next, current)) this.sync.forget(org, name);
+      this.announce(org, name);
       return this.get(org, name);
-    })();
-    this.announce(org, name);
-    return updated;
+    });
   }
 
   /** Drains or activates a cluster; its implicit queue follows. Idempotent. */
   setState(org: string, name: string, state: ClusterState): Cluster {
-    const updated = this.db.transaction(() => {
+    return this.changes.write(() => {
       const current = this.get(org, name);
       if (current.state !== state) {
         this.db
@@ -163,14 +162,13 @@ export class ClusterRepository {
           .run(state, nextUpdateTime(current), org, name);
         this.queues.writeState(this.queues.get(org, name), state);
       }
+      this.announce(org, name);
       return this.get(org, name);
-    })();
-    this.announce(org, name);
-    return updated;
+    });
   }
 
   delete(org: string, name: string, etag: string): void {
-    this.db.transaction(() => {
+    this.changes.write(() => {
       const current = this.get(org, name);
       checkEtag("cluster", name, etag, current.etag);
       if (current.state === "ACTIVE") {
@@ -180,9 +178,12 @@ export class ClusterRepository {
       }
       const blockers = this.blockersOfDelete(org, name);
       if (blockers.length) throw failedPrecondition(`cluster "${name}" is still in use: ${blockers.join("; ")}`);
+      const hadStatus = this.sync.status(org, name) !== null;
       this.db.prepare("DELETE FROM clusters WHERE org = ? AND name = ?").run(org, name);
-    })();
-    this.announce(org, name);
+      this.announce(org, name);
+      // The foreign keys took its sync status with it.
+      if (hadStatus) this.changes.record({ kind: "cluster-sync", org, name });
+    });
   }
 
   /** Every cluster of every organization, for the routing index and the sync loop. */
@@ -197,8 +198,8 @@ export class ClusterRepository {
 
   /** A cluster write also touches its implicit queue. */
   private announce(org: string, name: string): void {
-    this.changes.publish({ kind: "cluster", org, name });
-    this.changes.publish({ kind: "queue", org, name });
+    this.changes.record({ kind: "cluster", org, name });
+    this.changes.record({ kind: "queue", org, name });
   }
 
   private blockersOfDelete(org: string, name: string): string[] {
@@ -254,6 +255,7 @@ function toCluster(row: ClusterRow): Cluster {
     createTime: new Date(row.create_time),
     updateTime: new Date(row.update_time),
     etag: makeEtag(row.version, row.update_time),
+    revision: row.revision,
     sync: row.consecutive_failures === null ? null : toStatus(row as Parameters<typeof toStatus>[0]),
   };
 }

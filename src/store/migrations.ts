@@ -153,4 +153,48 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 4,
+    description: "change log, resource revisions and the sync leader lease",
+    sql: `
+      -- One row per changed resource, appended in the transaction that changed it. The revision
+      -- is the row id: AUTOINCREMENT never reuses a revision, even after compaction.
+      CREATE TABLE change_log (
+        revision     INTEGER PRIMARY KEY AUTOINCREMENT,
+        org          TEXT    NOT NULL,
+        kind         TEXT    NOT NULL,
+        name         TEXT    NOT NULL,
+        change_key   TEXT    NOT NULL,
+        op           TEXT    NOT NULL CHECK (op IN ('put', 'delete')),
+        state        TEXT,
+        commit_time  INTEGER NOT NULL
+      );
+      CREATE INDEX change_log_by_time ON change_log (commit_time);
+
+      -- Entries up to compacted_through have been removed; a reader behind it must re-list.
+      CREATE TABLE change_log_meta (
+        id                 INTEGER PRIMARY KEY CHECK (id = 1),
+        compacted_through  INTEGER NOT NULL
+      ) STRICT;
+      INSERT INTO change_log_meta (id, compacted_through) VALUES (1, 0);
+
+      ALTER TABLE cluster_pools ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE clusters ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE queues ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE projects ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE cluster_labels ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE execution_cluster_labels ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE default_cluster_labels ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE cluster_sync_status ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+
+      -- Who runs the sync loop for this database, until when.
+      CREATE TABLE leases (
+        name        TEXT    NOT NULL PRIMARY KEY,
+        holder      TEXT    NOT NULL,
+        acquired_at INTEGER NOT NULL,
+        renewed_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];

@@ -2,7 +2,7 @@ import { alreadyExists, failedPrecondition, notFound } from "../core/errors.js";
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
 import { inactiveProjectProblem, type Project, type ProjectState } from "../core/project.js";
-import type { ChangeFeed } from "./changes.js";
+import type { ChangeLog } from "./changes.js";
 import { nextUpdateTime, type Page } from "./rows.js";
 import type { Db } from "./database.js";
 
@@ -15,6 +15,7 @@ interface ProjectRow {
   create_time: number;
   update_time: number;
   version: number;
+  revision: number;
 }
 
 export interface NewProject {
@@ -28,11 +29,11 @@ export interface NewProject {
 export class ProjectRepository {
   constructor(
     private readonly db: Db,
-    private readonly changes: ChangeFeed,
+    private readonly changes: ChangeLog,
   ) {}
 
   create(project: NewProject): Project {
-    const created = this.db.transaction(() => {
+    return this.changes.write(() => {
       if (this.findRow(project.org, project.id)) {
         throw alreadyExists(`project "${project.id}" is already registered; use UpdateProject to change it`);
       }
@@ -43,10 +44,9 @@ export class ProjectRepository {
            VALUES (?, ?, ?, ?, 'ACTIVE', ?, ?, 1)`,
         )
         .run(project.org, project.id, project.name || project.id, project.description, now, now);
+      this.changes.record({ kind: "project", org: project.org, id: project.id });
       return this.get(project.org, project.id);
-    })();
-    this.changes.publish({ kind: "project", org: project.org, id: project.id });
-    return created;
+    });
   }
 
   get(org: string, id: string): Project {
@@ -84,31 +84,29 @@ export class ProjectRepository {
   }
 
   update(org: string, id: string, name: string, description: string, etag: string): Project {
-    const updated = this.db.transaction(() => {
+    return this.changes.write(() => {
       const current = this.get(org, id);
       checkEtag("project", id, etag, current.etag);
       this.db
         .prepare(`UPDATE projects SET name = ?, description = ?, update_time = ?, version = version + 1 WHERE org = ? AND id = ?`)
         .run(name || id, description, nextUpdateTime(current), org, id);
+      this.changes.record({ kind: "project", org, id });
       return this.get(org, id);
-    })();
-    this.changes.publish({ kind: "project", org, id });
-    return updated;
+    });
   }
 
   /** Archives or activates a project. Idempotent. */
   setState(org: string, id: string, state: ProjectState): Project {
-    const updated = this.db.transaction(() => {
+    return this.changes.write(() => {
       const current = this.get(org, id);
       if (current.state !== state) {
         this.db
           .prepare(`UPDATE projects SET state = ?, update_time = ?, version = version + 1 WHERE org = ? AND id = ?`)
           .run(state, nextUpdateTime(current), org, id);
       }
+      this.changes.record({ kind: "project", org, id });
       return this.get(org, id);
-    })();
-    this.changes.publish({ kind: "project", org, id });
-    return updated;
+    });
   }
 
   private findRow(org: string, id: string): ProjectRow | undefined {
@@ -126,5 +124,6 @@ function toProject(row: ProjectRow): Project {
     createTime: new Date(row.create_time),
     updateTime: new Date(row.update_time),
     etag: makeEtag(row.version, row.update_time),
+    revision: row.revision,
   };
 }

@@ -4,7 +4,7 @@ import type { PageRequest } from "../core/paging.js";
 import { ALL_CLUSTERS, type Queue, type QueueState } from "../core/queue.js";
 import type { ClusterPoolRepository } from "./cluster-pool-repository.js";
 import { nextUpdateTime, type Page } from "./rows.js";
-import type { ChangeFeed } from "./changes.js";
+import type { ChangeLog } from "./changes.js";
 import type { Db } from "./database.js";
 
 interface QueueRow {
@@ -17,6 +17,7 @@ interface QueueRow {
   create_time: number;
   update_time: number;
   version: number;
+  revision: number;
 }
 
 export interface QueueFilter {
@@ -38,21 +39,20 @@ export interface NewQueue {
 export class QueueRepository {
   constructor(
     private readonly db: Db,
-    private readonly changes: ChangeFeed,
+    private readonly changes: ChangeLog,
     private readonly pools: ClusterPoolRepository,
   ) {}
 
   create(queue: NewQueue): Queue {
-    const created = this.db.transaction(() => {
+    return this.changes.write(() => {
       this.requirePool(queue.org, queue.pool);
       this.requireFreeName(queue.org, queue.name);
       this.requireClustersOfPool(queue.org, queue.pool, queue.clusters);
       this.pools.ensureDefaultPool(queue.org);
       this.insert(queue, null);
+      this.changes.record({ kind: "queue", org: queue.org, name: queue.name });
       return this.get(queue.org, queue.name);
-    })();
-    this.changes.publish({ kind: "queue", org: queue.org, name: queue.name });
-    return created;
+    });
   }
 
   /** Inserts a queue row; `managedBy` names the cluster an implicit queue goes with. */
@@ -86,7 +86,7 @@ export class QueueRepository {
 
   /** Replaces the selector; `pool`, when given, must be the queue's own (a queue never leaves its pool). */
   update(org: string, name: string, clusters: string[], etag: string, pool = ""): Queue {
-    const updated = this.db.transaction(() => {
+    return this.changes.write(() => {
       const current = this.requireOwnQueue(org, name, "edited");
       checkEtag("queue", name, etag, current.etag);
       if (pool !== "" && pool !== current.pool) {
@@ -98,21 +98,19 @@ export class QueueRepository {
           `UPDATE queues SET clusters = ?, update_time = ?, version = version + 1 WHERE org = ? AND name = ?`,
         )
         .run(JSON.stringify(clusters), nextUpdateTime(current), org, name);
+      this.changes.record({ kind: "queue", org, name });
       return this.get(org, name);
-    })();
-    this.changes.publish({ kind: "queue", org, name });
-    return updated;
+    });
   }
 
   setState(org: string, name: string, state: QueueState): Queue {
-    const updated = this.db.transaction(() => {
+    return this.changes.write(() => {
       const verb = state === "DRAINED" ? "drained" : "activated";
       const current = this.requireOwnQueue(org, name, `${verb} on its own (use ${state === "DRAINED" ? "DrainCluster" : "ActivateCluster"})`);
       this.writeState(current, state);
+      this.changes.record({ kind: "queue", org, name });
       return this.get(org, name);
-    })();
-    this.changes.publish({ kind: "queue", org, name });
-    return updated;
+    });
   }
 
   /** Moves a queue to `state`; a no-op when it is already there. */
@@ -124,15 +122,15 @@ export class QueueRepository {
   }
 
   delete(org: string, name: string, etag: string): void {
-    this.db.transaction(() => {
+    this.changes.write(() => {
       const current = this.requireOwnQueue(org, name, "deleted on its own (it is removed with DeleteCluster)");
       checkEtag("queue", name, etag, current.etag);
       if (current.state !== "DRAINED") {
         throw failedPrecondition(`queue "${name}" is ACTIVE; drain it first (DrainQueue) so no new workloads are routed through it, then delete it`);
       }
       this.db.prepare("DELETE FROM queues WHERE org = ? AND name = ?").run(org, name);
-    })();
-    this.changes.publish({ kind: "queue", org, name });
+      this.changes.record({ kind: "queue", org, name });
+    });
   }
 
   find(org: string, name: string): Queue | undefined {
@@ -225,5 +223,6 @@ function toQueue(row: QueueRow): Queue {
     createTime: new Date(row.create_time),
     updateTime: new Date(row.update_time),
     etag: makeEtag(row.version, row.update_time),
+    revision: row.revision,
   };
 }

@@ -1,11 +1,11 @@
 import { listInWords } from "../core/errors.js";
 import { DEFAULT_DOMAINS } from "../core/project.js";
 import { AssignmentRepository } from "./assignment-repository.js";
-import { ChangeFeed } from "./changes.js";
+import { ChangeLog } from "./changes.js";
 import { ClusterLabelRepository } from "./cluster-label-repository.js";
 import { ClusterPoolRepository } from "./cluster-pool-repository.js";
 import { ClusterRepository } from "./cluster-repository.js";
-import { openDatabase, type Db } from "./database.js";
+import { DEFAULT_LOCK_TIMEOUT_MS, openDatabase, type Db } from "./database.js";
 import { ProjectRepository } from "./project-repository.js";
 import { QueueRepository } from "./queue-repository.js";
 import { SyncRepository } from "./sync-repository.js";
@@ -13,7 +13,8 @@ import { SyncRepository } from "./sync-repository.js";
 /** Every repository over one database, the configured domains, and the feed of their changes. */
 export interface Stores {
   db: Db;
-  changes: ChangeFeed;
+  /** The one write path and the change log every in-memory view follows. */
+  changes: ChangeLog;
   domains: readonly string[];
   pools: ClusterPoolRepository;
   clusters: ClusterRepository;
@@ -29,12 +30,14 @@ export interface StoreOptions {
   path: string;
   /** The domains every project is provisioned for. */
   domains?: readonly string[];
+  /** How long a write waits for another process's lock before failing with UNAVAILABLE. */
+  lockTimeoutMs?: number;
 }
 
 export function openStores(options: StoreOptions): Stores {
-  const db = openDatabase(options.path);
-  const changes = new ChangeFeed();
-  const pools = new ClusterPoolRepository(db);
+  const db = openDatabase(options.path, undefined, options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+  const changes = new ChangeLog(db);
+  const pools = new ClusterPoolRepository(db, changes);
   const queues = new QueueRepository(db, changes, pools);
   const sync = new SyncRepository(db, changes);
   const clusters = new ClusterRepository(db, changes, pools, queues, sync);
@@ -47,6 +50,7 @@ export function openStores(options: StoreOptions): Stores {
       ? `label(s) ${listInWords(naming)} route to it; remove it from them (UpdateClusterLabel) first`
       : null;
   });
+  describeChanges(changes, { pools, clusters, queues, projects, labels, assignments, sync });
   return {
     db,
     changes,
@@ -59,4 +63,19 @@ export function openStores(options: StoreOptions): Stores {
     assignments,
     sync,
   };
+}
+
+/** How the log reads each kind's state for its entries. */
+function describeChanges(
+  changes: ChangeLog,
+  stores: Pick<Stores, "pools" | "clusters" | "queues" | "projects" | "labels" | "assignments" | "sync">,
+): void {
+  changes.describe("pool", (c) => c.kind === "pool" && stores.pools.findStored(c.org, c.name));
+  changes.describe("cluster", (c) => c.kind === "cluster" && stores.clusters.find(c.org, c.name));
+  changes.describe("cluster-sync", (c) => c.kind === "cluster-sync" && stores.sync.status(c.org, c.name));
+  changes.describe("queue", (c) => c.kind === "queue" && stores.queues.find(c.org, c.name));
+  changes.describe("project", (c) => c.kind === "project" && stores.projects.find(c.org, c.id));
+  changes.describe("label", (c) => c.kind === "label" && stores.labels.find(c.org, c.name));
+  changes.describe("assignment", (c) => c.kind === "assignment" && stores.assignments.find(c));
+  changes.describe("default-label", (c) => stores.labels.defaultEntry(c.org));
 }

@@ -1,5 +1,5 @@
 import type { SyncStatus } from "../core/cluster.js";
-import type { ChangeFeed } from "./changes.js";
+import type { ChangeLog } from "./changes.js";
 import type { Db } from "./database.js";
 
 export interface AppliedObject {
@@ -11,7 +11,7 @@ export interface AppliedObject {
 export class SyncRepository {
   constructor(
     private readonly db: Db,
-    private readonly changes: ChangeFeed,
+    private readonly changes: ChangeLog,
   ) {}
 
   /** Hashes of what was last applied to a cluster, by object key. */
@@ -30,15 +30,24 @@ export class SyncRepository {
        ON CONFLICT (org, cluster, object_key) DO UPDATE SET hash = excluded.hash, applied_at = excluded.applied_at`,
     );
     const now = Date.now();
-    this.db.transaction(() => {
+    // Bookkeeping of the loop, not a resource: it takes the write lock but is not in the log.
+    this.changes.write(() => {
       for (const object of objects) upsert.run(org, cluster, object.key, object.hash, now);
-    })();
+    });
   }
 
   /** Forgets everything the loop knew about a cluster: it will be synced, and judged, afresh. */
   forget(org: string, cluster: string): void {
-    this.db.prepare("DELETE FROM sync_applied WHERE org = ? AND cluster = ?").run(org, cluster);
-    this.db.prepare("DELETE FROM cluster_sync_status WHERE org = ? AND cluster = ?").run(org, cluster);
+    this.changes.write(() => {
+      this.db.prepare("DELETE FROM sync_applied WHERE org = ? AND cluster = ?").run(org, cluster);
+      const { changes } = this.db.prepare("DELETE FROM cluster_sync_status WHERE org = ? AND cluster = ?").run(org, cluster);
+      if (changes > 0) this.changes.record({ kind: "cluster-sync", org, name: cluster });
+    });
+  }
+
+  /** The change-log revision of a cluster's sync status (0 when there is none). */
+  revision(org: string, cluster: string): number {
+    return (this.db.prepare("SELECT revision FROM cluster_sync_status WHERE org = ? AND cluster = ?").pluck().get(org, cluster) as number | undefined) ?? 0;
   }
 
   status(org: string, cluster: string): SyncStatus | null {
@@ -48,9 +57,14 @@ export class SyncRepository {
     return row ? toStatus(row) : null;
   }
 
-  /** Stores the outcome of a pass; announces the cluster when its routing eligibility may change. */
+  /** Stores the outcome of a pass (a change of the cluster's sync status, in the log). */
   recordPass(org: string, cluster: string, status: SyncStatus): void {
-    const before = this.status(org, cluster);
+    this.changes.write(() => this.writePass(org, cluster, status));
+  }
+
+  private writePass(org: string, cluster: string, status: SyncStatus): void {
+    // The cluster may have been deleted while its pass ran: nothing to record then.
+    if (!this.db.prepare("SELECT 1 FROM clusters WHERE org = ? AND name = ?").get(org, cluster)) return;
     this.db
       .prepare(
         `INSERT INTO cluster_sync_status (org, cluster, last_attempt_time, last_success_time, objects_applied,
@@ -72,11 +86,7 @@ export class SyncRepository {
         consecutiveFailures: status.consecutiveFailures,
         lastError: status.lastError,
       });
-    // Routing cares about two things only: whether the cluster was ever provisioned, and whether
-    // passes reach it.
-    if (before === null || before.consecutiveFailures > 0 !== status.consecutiveFailures > 0) {
-      this.changes.publish({ kind: "cluster-sync", org, name: cluster });
-    }
+    this.changes.record({ kind: "cluster-sync", org, name: cluster });
   }
 }
 

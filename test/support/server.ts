@@ -32,12 +32,12 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}, opt
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
-  return {
-    ...server,
+  // Extended in place, not spread: `sync` is a getter (the loop runs while this process leads).
+  return Object.assign(server, {
     dir,
     async stop() {
       await server.close();
       rmSync(dir, { recursive: true, force: true });
     },
-  };
+  });
 }

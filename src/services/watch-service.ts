@@ -1,0 +1,379 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  ChangeOperation,
+  ResourceKind,
+  WatchService,
+  type ResourceChange,
+  type WatchRequest,
+  type WatchResponse,
+  WatchResponseSchema,
+} from "../../gen/clusterplane/v1/watch_pb.js";
+import type { ClusterPool } from "../core/cluster-pool.js";
+import type { Cluster, SyncStatus } from "../core/cluster.js";
+import type { ClusterLabel } from "../core/cluster-label.js";
+import { DomainError, Violations } from "../core/errors.js";
+import type { Assignment } from "../core/execution-cluster-label.js";
+import type { PageRequest } from "../core/paging.js";
+import type { Project } from "../core/project.js";
+import type { Queue } from "../core/queue.js";
+import { nameOf, type Change, type ChangeKind, type LogEntry } from "../store/changes.js";
+import type { Page } from "../store/rows.js";
+import type { Stores } from "../store/stores.js";
+import { toClusterMessage, toSyncStatusMessage } from "./cluster-service.js";
+import { toPoolMessage } from "./cluster-pool-service.js";
+import { checkOrgField, toTimestamp } from "./common.js";
+import { toConnectError } from "./errors.js";
+import { toAssignmentMessage, toLabelMessage } from "./execution-cluster-label-service.js";
+import { toProjectMessage } from "./project-service.js";
+import { toQueueMessage } from "./queue-service.js";
+
+export interface WatchOptions {
+  /** A progress marker is sent after this long without any event. */
+  progressIntervalMs: number;
+  /** Changes queued for one stream before it counts as too slow and is ended. */
+  maxQueuedChanges: number;
+  /** Open Watch streams per caller. */
+  maxStreamsPerCaller: number;
+  /** Who is calling, for the per-caller limit (the transport knows; "anonymous" when auth is off). */
+  callerOf(context: HandlerContext): string;
+}
+
+export const DEFAULT_WATCH_OPTIONS: Omit<WatchOptions, "callerOf"> = {
+  progressIntervalMs: 5_000,
+  maxQueuedChanges: 10_000,
+  maxStreamsPerCaller: 32,
+};
+
+const KINDS: Record<Exclude<ResourceKind, ResourceKind.UNSPECIFIED>, ChangeKind> = {
+  [ResourceKind.CLUSTER_POOL]: "pool",
+  [ResourceKind.CLUSTER]: "cluster",
+  [ResourceKind.QUEUE]: "queue",
+  [ResourceKind.PROJECT]: "project",
+  [ResourceKind.CLUSTER_LABEL]: "label",
+  [ResourceKind.EXECUTION_CLUSTER_LABEL]: "assignment",
+  [ResourceKind.DEFAULT_CLUSTER_LABEL]: "default-label",
+  [ResourceKind.CLUSTER_SYNC_STATUS]: "cluster-sync",
+};
+const RESOURCE_KINDS = Object.fromEntries(Object.entries(KINDS).map(([number, kind]) => [kind, Number(number)])) as Record<
+  ChangeKind,
+  ResourceKind
+>;
+
+/**
+ * WatchService: every open stream follows the store's change log in memory (the same entries
+ * that keep routing current), so a write reaches every watcher without a query per stream.
+ */
+export class WatchHub {
+  private readonly streamsByCaller = new Map<string, number>();
+  private readonly closing = new AbortController();
+
+  constructor(
+    private readonly stores: Stores,
+    private readonly options: WatchOptions,
+  ) {}
+
+  /** Ends every open stream cleanly (server shutdown). */
+  close(): void {
+    this.closing.abort();
+  }
+
+  service(): ServiceImpl<typeof WatchService> {
+    return { watch: (request, context) => this.watch(request, context) };
+  }
+
+  private async *watch(request: WatchRequest, context: HandlerContext): AsyncGenerator<WatchResponse> {
+    let kinds: Set<ChangeKind>;
+    try {
+      kinds = checkRequest(request);
+    } catch (error) {
+      // Errors of a stream are raised while it is read, past the interceptor that maps them.
+      throw error instanceof DomainError ? toConnectError(error) : error;
+    }
+    const caller = this.options.callerOf(context);
+    const open = this.streamsByCaller.get(caller) ?? 0;
+    if (open >= this.options.maxStreamsPerCaller) {
+      throw new ConnectError(
+        `${caller} already has ${open} open Watch streams (the limit); close one, or watch several kinds on one stream`,
+        Code.ResourceExhausted,
+      );
+    }
+    this.streamsByCaller.set(caller, open + 1);
+    const stream = new StreamQueue(this.options.maxQueuedChanges);
+    const unsubscribe = this.stores.changes.subscribe((change, entry) => {
+      if (change.org === request.org && kinds.has(change.kind)) stream.push(entry);
+    });
+    try {
+      yield* this.events(request, kinds, stream, context.signal);
+    } finally {
+      unsubscribe();
+      const remaining = (this.streamsByCaller.get(caller) ?? 1) - 1;
+      if (remaining > 0) this.streamsByCaller.set(caller, remaining);
+      else this.streamsByCaller.delete(caller);
+    }
+  }
+
+  private async *events(request: WatchRequest, kinds: Set<ChangeKind>, stream: StreamQueue, clientGone: AbortSignal): AsyncGenerator<WatchResponse> {
+    let cursor: number;
+    if (request.sinceRevision === undefined) {
+      const snapshot = this.snapshot(request.org, kinds);
+      for (const change of snapshot.changes) yield event({ case: "change", value: change });
+      cursor = snapshot.revision;
+      yield event({ case: "snapshotComplete", value: { ...identity("clusterplane.v1.SnapshotComplete"), revision: BigInt(cursor) } });
+    } else {
+      cursor = Number(request.sinceRevision);
+      this.requireRetained(cursor);
+      for (const entry of this.backlog(cursor)) {
+        cursor = entry.revision;
+        if (entry.change.org === request.org && kinds.has(entry.change.kind)) yield event({ case: "change", value: toChange(entry, this.stores) });
+      }
+    }
+    const stop = AbortSignal.any([clientGone, this.closing.signal]);
+    while (!stop.aborted) {
+      if (stream.overflowed) {
+        throw new ConnectError(
+          `this Watch stream fell more than ${stream.limit} changes behind; resume with since_revision ${cursor} once you can keep up`,
+          Code.ResourceExhausted,
+        );
+      }
+      const entries = stream.take().filter((entry) => entry.revision > cursor);
+      for (const entry of entries) {
+        cursor = entry.revision;
+        yield event({ case: "change", value: toChange(entry, this.stores) });
+      }
+      if (entries.length === 0 && !(await stream.wait(this.options.progressIntervalMs, stop))) {
+        yield event({ case: "progress", value: { ...identity("clusterplane.v1.Progress"), revision: BigInt(Math.max(cursor, this.stores.changes.appliedRevision)) } });
+      }
+    }
+  }
+
+  /** Every entry after `cursor` up to what this process has applied; later ones arrive live. */
+  private *backlog(cursor: number): Generator<LogEntry> {
+    const until = this.stores.changes.appliedRevision;
+    for (let batch = this.stores.changes.readAfter(cursor); batch.length > 0; batch = this.stores.changes.readAfter(cursor)) {
+      for (const entry of batch) {
+        if (entry.revision > until) return;
+        cursor = entry.revision;
+        yield entry;
+      }
+    }
+  }
+
+  private requireRetained(since: number): void {
+    const oldest = this.stores.changes.oldestResumable();
+    if (since < oldest) {
+      throw new ConnectError(
+        `revision ${since} has been compacted away; the oldest revision a watch can resume from is ${oldest}: ` +
+          "list again (watch without since_revision) and resume from the snapshot's revision",
+        Code.OutOfRange,
+      );
+    }
+    const newest = this.stores.changes.currentRevision();
+    if (since > newest) {
+      throw new ConnectError(`since_revision ${since} is ahead of the newest revision ${newest}; it was not issued by this database`, Code.OutOfRange);
+    }
+  }
+
+  /** The current state of every matching resource and the revision it is at, read in one transaction. */
+  private snapshot(org: string, kinds: Set<ChangeKind>): { changes: ResourceChange[]; revision: number } {
+    return this.stores.db.transaction(() => {
+      const revision = this.stores.changes.currentRevision();
+      const changes: ResourceChange[] = [];
+      for (const kind of kinds) {
+        for (const state of currentStates(this.stores, org, kind)) changes.push(snapshotChange(kind, org, state, this.stores));
+      }
+      return { changes, revision };
+    })();
+  }
+}
+
+/** Changes pushed by the log for one stream, bounded: past the limit the stream is ended, not buffered. */
+class StreamQueue {
+  private entries: LogEntry[] = [];
+  private wake: (() => void) | null = null;
+  overflowed = false;
+
+  constructor(readonly limit: number) {}
+
+  push(entry: LogEntry): void {
+    if (this.overflowed) return;
+    if (this.entries.length >= this.limit) {
+      this.overflowed = true;
+      this.entries = [];
+    } else {
+      this.entries.push(entry);
+    }
+    this.wake?.();
+  }
+
+  take(): LogEntry[] {
+    const taken = this.entries;
+    this.entries = [];
+    return taken;
+  }
+
+  /** Resolves true when something was pushed, false after `timeoutMs` or when `stop` fires. */
+  wait(timeoutMs: number, stop: AbortSignal): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (woken: boolean) => {
+        clearTimeout(timer);
+        stop.removeEventListener("abort", onStop);
+        this.wake = null;
+        resolve(woken);
+      };
+      const onStop = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      stop.addEventListener("abort", onStop, { once: true });
+      this.wake = () => done(true);
+    });
+  }
+}
+
+function checkRequest(request: WatchRequest): Set<ChangeKind> {
+  const violations = new Violations();
+  checkOrgField(request.org, "org", violations);
+  const kinds = new Set<ChangeKind>();
+  request.kinds.forEach((kind, index) => {
+    const changeKind = KINDS[kind as keyof typeof KINDS];
+    if (changeKind === undefined) violations.add(`kinds[${index}]`, `is not a resource kind (got ${kind})`);
+    else if (kinds.has(changeKind)) violations.add(`kinds[${index}]`, `${ResourceKind[kind]} is listed twice`);
+    else kinds.add(changeKind);
+  });
+  if (request.sinceRevision !== undefined && request.sinceRevision < 0n) violations.add("since_revision", "must not be negative");
+  violations.throwIfAny();
+  return kinds.size > 0 ? kinds : new Set(Object.values(KINDS));
+}
+
+function event(value: WatchResponse["event"]): WatchResponse {
+  return create(WatchResponseSchema, { event: value });
+}
+
+function toChange(entry: LogEntry, stores: Stores): ResourceChange {
+  const put = entry.op === "put";
+  return {
+    $typeName: "clusterplane.v1.ResourceChange",
+    revision: BigInt(entry.revision),
+    kind: RESOURCE_KINDS[entry.change.kind],
+    operation: put ? ChangeOperation.PUT : ChangeOperation.DELETE,
+    name: nameOf(entry.change),
+    commitTime: toTimestamp(entry.commitTime),
+    resource: resourceOf(entry.change, put ? entry.state : null, stores),
+  };
+}
+
+function snapshotChange(kind: ChangeKind, org: string, state: { revision?: number } & object, stores: Stores): ResourceChange {
+  const change = changeOf(kind, org, state);
+  return {
+    $typeName: "clusterplane.v1.ResourceChange",
+    revision: BigInt(state.revision ?? 0),
+    kind: RESOURCE_KINDS[kind],
+    operation: ChangeOperation.PUT,
+    name: nameOf(change),
+    resource: resourceOf(change, state, stores),
+  };
+}
+
+/** The key of a resource read in a snapshot, as the log would name it. */
+function changeOf(kind: ChangeKind, org: string, state: object): Change {
+  const named = state as { name?: string; id?: string; cluster?: string };
+  switch (kind) {
+    case "project":
+      return { kind, org, id: named.id ?? "" };
+    case "assignment":
+      return { kind, ...(state as Assignment), org };
+    case "default-label":
+      return { kind, org };
+    case "cluster-sync":
+      return { kind, org, name: named.cluster ?? "" };
+    default:
+      return { kind, org, name: named.name ?? "" };
+  }
+}
+
+/** The resource message of a change: its state, or only its identifying fields when deleted. */
+function resourceOf(change: Change, state: unknown, stores: Stores): ResourceChange["resource"] {
+  const { org } = change;
+  switch (change.kind) {
+    case "pool":
+      return { case: "clusterPool", value: state ? toPoolMessage(state as ClusterPool) : { ...identity("clusterplane.v1.ClusterPool"), org, name: change.name } as never };
+    case "cluster":
+      return { case: "cluster", value: state ? toClusterMessage(state as Cluster) : { ...identity("clusterplane.v1.Cluster"), org, name: change.name } as never };
+    case "queue":
+      return { case: "queue", value: state ? toQueueMessage(state as Queue) : { ...identity("clusterplane.v1.Queue"), org, name: change.name } as never };
+    case "project":
+      return { case: "project", value: state ? toProjectMessage(state as Project, stores.domains) : { ...identity("clusterplane.v1.Project"), org, id: change.id } as never };
+    case "label":
+      return { case: "clusterLabel", value: state ? toLabelMessage(state as ClusterLabel) : { ...identity("clusterplane.v1.ClusterLabel"), org, name: change.name } as never };
+    case "assignment": {
+      const { project, domain, workflow, launchPlan } = change;
+      const assignment = (state as Assignment | null) ?? { org, project, domain, workflow, launchPlan, value: "", updateTime: new Date(0), revision: 0 };
+      const message = toAssignmentMessage(assignment);
+      if (!state) message.updateTime = undefined;
+      return { case: "executionClusterLabel", value: message };
+    }
+    case "default-label":
+      return {
+        case: "defaultClusterLabel",
+        value: { ...identity("clusterplane.v1.DefaultClusterLabel"), org, label: (state as { label?: string } | null)?.label ?? "" },
+      };
+    case "cluster-sync": {
+      const status = state as SyncStatus | null;
+      return {
+        case: "clusterSyncStatus",
+        value: {
+          ...identity("clusterplane.v1.ClusterSyncStatusOfCluster"),
+          org,
+          cluster: change.name,
+          status: status ? { ...identity("clusterplane.v1.ClusterSyncStatus"), ...toSyncStatusMessage({ enabled: true, sync: status }) } : undefined,
+        },
+      };
+    }
+  }
+}
+
+function identity<T extends string>(typeName: T): { $typeName: T } {
+  return { $typeName: typeName };
+}
+
+/** Every resource of one kind in an organization, as List would show it, page by page. */
+function currentStates(stores: Stores, org: string, kind: ChangeKind): ({ revision?: number } & object)[] {
+  switch (kind) {
+    case "pool":
+      return listAll((page) => stores.pools.list(org, page), (pool: ClusterPool) => [pool.name]);
+    case "cluster":
+      return listAll((page) => stores.clusters.list(org, { pool: "", enabled: undefined, state: "" }, page), (c: Cluster) => [c.name]);
+    case "queue":
+      return listAll((page) => stores.queues.list(org, { pool: "", state: "" }, page), (q: Queue) => [q.name]);
+    case "project":
+      return listAll((page) => stores.projects.list(org, "", page), (p: Project) => [p.id]);
+    case "label":
+      return listAll((page) => stores.labels.list(org, page), (l: ClusterLabel) => [l.name]);
+    case "assignment":
+      return listAll(
+        (page) => stores.assignments.list(org, { project: "", domain: "" }, page),
+        (a: Assignment) => [a.project, a.domain, a.workflow, a.launchPlan],
+      );
+    case "default-label": {
+      const entry = stores.labels.defaultEntry(org);
+      return entry ? [entry] : [];
+    }
+    case "cluster-sync":
+      return currentStates(stores, org, "cluster").flatMap((cluster) => {
+        const { name, sync } = cluster as Cluster;
+        return sync ? [{ ...sync, cluster: name, revision: stores.sync.revision(org, name) }] : [];
+      });
+  }
+}
+
+const SNAPSHOT_PAGE = 1000;
+
+function listAll<T>(fetch: (page: PageRequest) => Page<T>, sortKey: (item: T) => string[]): T[] {
+  const items: T[] = [];
+  let after: string[] | null = null;
+  for (;;) {
+    const page = fetch({ size: SNAPSHOT_PAGE, after });
+    items.push(...page.items);
+    if (!page.hasMore || page.items.length === 0) return items;
+    after = sortKey(page.items.at(-1)!);
+  }
+}

@@ -1,0 +1,195 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import Database from "better-sqlite3";
+import { DomainError } from "../../src/core/errors.js";
+import type { LogEntry } from "../../src/store/changes.js";
+import { LeaseStore } from "../../src/store/leader-lease.js";
+import { openStores, type Stores } from "../../src/store/stores.js";
+import { waitFor } from "../support/wait.js";
+
+const POOL = { objectStoreUri: "s3://bucket", objectStoreEndpoint: "", secretStoreType: "VAULT", secretStoreLocator: "", imageRegistryLocator: "" } as const;
+const IN_CLUSTER = { kind: "in_cluster" } as const;
+
+let dir: string;
+const opened: Stores[] = [];
+function open(path = join(dir, "state.db"), lockTimeoutMs?: number): Stores {
+  const stores = openStores({ path, lockTimeoutMs });
+  opened.push(stores);
+  return stores;
+}
+afterEach(() => {
+  for (const stores of opened.splice(0)) if (stores.db.open) stores.db.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+const fresh = () => (dir = mkdtempSync(join(tmpdir(), "clusterplane-log-")));
+
+/** A second process on the database (see test/support/store-worker.ts). */
+function worker(...args: string[]) {
+  const child = spawn(process.execPath, ["--import", "tsx", "test/support/store-worker.ts", ...args]) as ChildProcessWithoutNullStreams;
+  const lines: string[] = [];
+  createInterface({ input: child.stdout }).on("line", (line) => lines.push(line));
+  return { child, lines, say: (line: string) => child.stdin.write(`${line}\n`) };
+}
+
+describe("the change log", () => {
+  it("appends one entry per changed resource in the writing transaction, and stamps its revision on the row", () => {
+    fresh();
+    const stores = open();
+    const seen: LogEntry[] = [];
+    stores.changes.subscribe((_change, entry) => seen.push(entry));
+    const cluster = stores.clusters.create({ org: "", name: "dataplane_1", pool: "default", endpoint: "", enabled: true, auth: IN_CLUSTER });
+    // The default pool (stored by the first write), the cluster and its implicit queue.
+    expect(seen.map((e) => [e.revision, e.change.kind, e.op])).toEqual([
+      [1, "pool", "put"],
+      [2, "cluster", "put"],
+      [3, "queue", "put"],
+    ]);
+    expect(cluster.revision).toBe(2);
+    expect((seen[1]!.state as { name: string; createTime: Date }).createTime).toBeInstanceOf(Date);
+    expect(stores.queues.get("", "dataplane_1").revision).toBe(3);
+
+    const drained = stores.clusters.setState("", "dataplane_1", "DRAINED");
+    expect([drained.revision, stores.queues.get("", "dataplane_1").revision]).toEqual([4, 5]);
+    stores.clusters.delete("", "dataplane_1", drained.etag);
+    expect(seen.slice(-2).map((e) => [e.change.kind, e.op, e.state])).toEqual([
+      ["cluster", "delete", null],
+      ["queue", "delete", null],
+    ]);
+    expect(stores.changes.currentRevision()).toBe(seen.at(-1)!.revision);
+  });
+
+  it("a rejected write leaves neither rows nor entries", () => {
+    fresh();
+    const stores = open();
+    stores.pools.create("", "prod", POOL);
+    const before = stores.changes.currentRevision();
+    expect(() => stores.pools.create("", "prod", POOL)).toThrow(DomainError);
+    expect(() => stores.clusters.create({ org: "", name: "c1", pool: "missing", endpoint: "", enabled: true, auth: IN_CLUSTER })).toThrow(DomainError);
+    expect(stores.changes.currentRevision()).toBe(before);
+    expect(stores.changes.readAfter(before)).toEqual([]);
+  });
+
+  it("reaches another process's listeners through the log, in order, without in-process events", async () => {
+    fresh();
+    const writer = open();
+    const reader = open();
+    const seen: string[] = [];
+    reader.changes.subscribe((change) => seen.push(`${change.kind}`));
+    reader.changes.follow(20);
+    writer.projects.create({ org: "", id: "team1", name: "", description: "" });
+    writer.labels.setDefault("", "", "label");
+    await waitFor("the other connection's changes", () => seen.length === 2);
+    expect(seen).toEqual(["project", "default-label"]);
+    expect(reader.changes.appliedRevision).toBe(writer.changes.currentRevision());
+  });
+
+  it("compacts beyond the retention, and knows the oldest revision a reader can resume from", () => {
+    fresh();
+    const stores = open();
+    for (let i = 0; i < 10; i++) stores.projects.create({ org: "", id: `p${i}`, name: "", description: "" });
+    expect(stores.changes.oldestResumable()).toBe(0);
+    expect(stores.changes.compact({ maxEntries: 4, maxAgeMs: 3_600_000 })).toBe(6);
+    expect(stores.changes.oldestResumable()).toBe(6);
+    expect(stores.changes.readAfter(0).map((e) => e.revision)).toEqual([7, 8, 9, 10]);
+    // By age: everything older than now, except the newest entry.
+    expect(stores.changes.compact({ maxEntries: 1_000, maxAgeMs: 0 }, Date.now() + 1)).toBe(3);
+    expect(stores.changes.readAfter(0).map((e) => e.revision)).toEqual([10]);
+    // Revisions are never reused after compaction.
+    stores.projects.create({ org: "", id: "p10", name: "", description: "" });
+    expect(stores.changes.currentRevision()).toBe(11);
+  });
+
+  it("answers UNAVAILABLE, changing nothing, when another writer holds the lock past the lock timeout", () => {
+    fresh();
+    const path = join(dir, "state.db");
+    const stores = open(path, 200);
+    const other = new Database(path);
+    other.exec("BEGIN IMMEDIATE");
+    try {
+      const error = (() => {
+        try {
+          stores.pools.create("", "prod", POOL);
+        } catch (caught) {
+          return caught as DomainError;
+        }
+      })();
+      expect(error?.kind).toBe("unavailable");
+      expect(error?.message).toMatch(/retry/);
+    } finally {
+      other.exec("ROLLBACK");
+      other.close();
+    }
+    expect(stores.pools.findStored("", "prod")).toBeUndefined();
+    expect(stores.pools.create("", "prod", POOL).name).toBe("prod");
+  });
+
+  it("loses no write while another process writes continuously", async () => {
+    fresh();
+    const path = join(dir, "state.db");
+    const api = open(path);
+    api.clusters.create({ org: "", name: "dataplane_1", pool: "default", endpoint: "", enabled: true, auth: IN_CLUSTER });
+    const other = worker("write-status", path, "dataplane_1");
+    await waitFor("the other process writing", () => other.lines.includes("writing"), 30_000);
+    let failures = 0;
+    for (let i = 0; i < 300; i++) {
+      try {
+        api.clusters.setState("", "dataplane_1", i % 2 === 0 ? "DRAINED" : "ACTIVE");
+      } catch {
+        failures++;
+      }
+    }
+    other.say("stop");
+    await waitFor("the other process's count", () => other.lines.some((l) => l.startsWith("wrote")), 30_000);
+    const [, wrote, , failed] = other.lines.find((l) => l.startsWith("wrote"))!.split(" ");
+    expect(failures).toBe(0);
+    expect(Number(failed)).toBe(0);
+    expect(Number(wrote)).toBeGreaterThan(0);
+  });
+
+  it("a process killed inside a transaction leaves no partial change behind", async () => {
+    fresh();
+    const path = join(dir, "state.db");
+    open(path).db.close();
+    const hung = worker("hang-in-transaction", path);
+    await waitFor("the transaction to be open", () => hung.lines.includes("inside"), 30_000);
+    hung.child.kill("SIGKILL");
+    await new Promise((resolve) => hung.child.once("exit", resolve));
+    const stores = open(path);
+    expect(stores.pools.findStored("", "half-written")).toBeUndefined();
+    expect(stores.changes.readAfter(0)).toEqual([]);
+    expect(stores.pools.create("", "after", POOL).revision).toBe(stores.changes.currentRevision());
+  });
+
+  it("migrates a fresh file from two processes at once, 20 times over", async () => {
+    fresh();
+    const workers = [worker("migrate"), worker("migrate")];
+    await waitFor("both workers", () => workers.every((w) => w.lines.includes("ready")), 30_000);
+    for (let i = 0; i < 20; i++) {
+      const path = join(dir, `fresh-${i}.db`);
+      for (const w of workers) w.say(`go ${path}`);
+      await waitFor(`both migrations of ${path}`, () => workers.every((w) => w.lines.some((l) => l.endsWith(path) || l.includes(`${path} `))), 30_000);
+      for (const w of workers) expect(w.lines.find((l) => l.includes(path)), w.lines.join("\n")).toBe(`ok ${path}`);
+    }
+    for (const w of workers) w.child.kill();
+  });
+});
+
+describe("the sync lease", () => {
+  it("has one holder at a time; another may take it only once it expired or was released", () => {
+    fresh();
+    const a = new LeaseStore(open().db, opened[0]!.changes);
+    const b = new LeaseStore(open().db, opened[1]!.changes);
+    const now = Date.now();
+    expect(a.acquire("sync", "a", 1_000, now).holder).toBe("a");
+    expect(b.acquire("sync", "b", 1_000, now + 500).holder).toBe("a");
+    expect(a.acquire("sync", "a", 1_000, now + 900).expiresAt.getTime()).toBe(now + 1_900);
+    expect(b.acquire("sync", "b", 1_000, now + 1_800).holder).toBe("a");
+    expect(b.acquire("sync", "b", 1_000, now + 1_901).holder).toBe("b");
+    b.release("sync", "b");
+    expect(a.acquire("sync", "a", 1_000, now + 1_902).holder).toBe("a");
+  });
+});

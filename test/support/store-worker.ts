@@ -1,0 +1,75 @@
+/**
+ * A second process on the same database, for tests of what happens between processes. Run as
+ * `node --import tsx test/support/store-worker.ts MODE DB`; it talks over stdin/stdout, one line
+ * per message.
+ *
+ * - `migrate`: for each line `go PATH` on stdin, opens (creating and migrating) the database at
+ *   PATH and answers `ok PATH` or `error PATH MESSAGE`.
+ * - `write-status CLUSTER`: records sync passes of CLUSTER as fast as it can; prints `writing`
+ *   once started, and on stdin `stop` prints `wrote N failed M` and exits.
+ * - `hang-in-transaction`: starts a unit of work that creates pool `half-written`, prints
+ *   `inside` and never commits (the test kills it with SIGKILL).
+ */
+import { createInterface } from "node:readline";
+import { openStores } from "../../src/store/stores.js";
+
+const [mode, path, extra] = process.argv.slice(2);
+const lines = createInterface({ input: process.stdin });
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+switch (mode) {
+  case "migrate":
+    say("ready");
+    lines.on("line", (line) => {
+      const target = line.replace(/^go /, "");
+      try {
+        openStores({ path: target }).db.close();
+        say(`ok ${target}`);
+      } catch (error) {
+        say(`error ${target} ${(error as Error).message}`);
+      }
+    });
+    break;
+  case "write-status": {
+    const stores = openStores({ path: path!, lockTimeoutMs: 5_000 });
+    let wrote = 0;
+    let failed = 0;
+    let stopping = false;
+    lines.on("line", () => (stopping = true));
+    const loop = () => {
+      if (stopping) {
+        say(`wrote ${wrote} failed ${failed}`);
+        stores.db.close();
+        process.exit(0);
+      }
+      try {
+        stores.sync.recordPass("", extra!, {
+          lastAttemptTime: new Date(), lastSuccessTime: new Date(), objectsApplied: wrote, objectsUnchanged: 0,
+          objectsFailed: 0, consecutiveFailures: 0, lastError: "",
+        });
+        wrote++;
+      } catch {
+        failed++;
+      }
+      setImmediate(loop);
+    };
+    say("writing");
+    loop();
+    break;
+  }
+  case "hang-in-transaction": {
+    const stores = openStores({ path: path! });
+    stores.changes.write(() => {
+      stores.pools.create("", "half-written", {
+        objectStoreUri: "s3://bucket", objectStoreEndpoint: "", secretStoreType: "VAULT", secretStoreLocator: "", imageRegistryLocator: "",
+      });
+      say("inside");
+      // Block inside the open transaction until killed.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120_000);
+    });
+    break;
+  }
+  default:
+    say(`unknown mode ${mode}`);
+    process.exit(2);
+}
