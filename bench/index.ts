@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: speed goals as ratios against a baseline measured in the same run, so a
  * shared, noisy machine changes both sides alike. Not a test: it prints, it does not fail.
+ * `npm run bench -- startup` (or select, grpc, sync) runs only those.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,19 +11,28 @@ import { startServer } from "../src/server/server.js";
 import { populate } from "./fixture.js";
 import { grpcThroughputBench } from "./grpc-throughput.js";
 import { selectInProcessBench } from "./select-in-process.js";
+import { startupBench } from "./startup.js";
 import { syncBench } from "./sync.js";
 
-const dir = mkdtempSync(join(tmpdir(), "clusterplane-bench-"));
-const server = await startServer(
-  { host: "127.0.0.1", port: 0, databasePath: join(dir, "bench.db"), shutdownGraceMs: 1000 },
-  pino({ level: "silent" }),
-);
-try {
-  const fixture = populate(server.stores);
-  selectInProcessBench(server.stores);
-  await grpcThroughputBench(server, fixture);
-} finally {
-  await server.close();
-  rmSync(dir, { recursive: true, force: true });
+const only = new Set(process.argv.slice(2));
+const wanted = (name: string) => only.size === 0 || only.has(name);
+
+// First, while nothing else of this run has warmed or loaded the machine.
+if (wanted("startup")) await startupBench();
+
+if (wanted("select") || wanted("grpc")) {
+  const dir = mkdtempSync(join(tmpdir(), "clusterplane-bench-"));
+  const server = await startServer(
+    { host: "127.0.0.1", port: 0, databasePath: join(dir, "bench.db"), shutdownGraceMs: 1000 },
+    pino({ level: "silent" }),
+  );
+  try {
+    const fixture = populate(server.stores);
+    if (wanted("select")) selectInProcessBench(server.stores);
+    if (wanted("grpc")) await grpcThroughputBench(server, fixture);
+  } finally {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
-await syncBench();
+if (wanted("sync")) await syncBench();

@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { validateReadWriteMaxBytes } from "@connectrpc/connect/protocol";
+import { createTransport } from "@connectrpc/connect/protocol-connect";
 import { parse as parseYaml } from "yaml";
 import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
 import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
@@ -10,6 +11,8 @@ import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/executio
 import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
 import { QueueService } from "../../gen/clusterplane/v1/queue_pb.js";
 import { CliError } from "./exit.js";
+import { createHttp1Client } from "./http1-client.js";
+import { useLightHeaders } from "./light-headers.js";
 
 export const DEFAULT_ENDPOINT = "http://127.0.0.1:8080";
 const CALL_TIMEOUT_MS = 30_000;
@@ -101,11 +104,17 @@ export function createApi(connection: Connection): Api {
       return next(request);
     });
   }
-  const transport = createConnectTransport({
+  // The Connect protocol in binary over HTTP/1.1, as connect-node's createConnectTransport would
+  // speak it, over a client that loads less (see createHttp1Client).
+  const transport = createTransport({
+    httpClient: createHttp1Client(),
     baseUrl: connection.endpoint,
-    httpVersion: "1.1",
+    useBinaryFormat: true,
     interceptors,
+    acceptCompression: [],
+    sendCompression: null,
     defaultTimeoutMs: CALL_TIMEOUT_MS,
+    ...validateReadWriteMaxBytes(undefined, undefined, undefined),
   });
   return {
     pools: createClient(ClusterPoolService, transport),
@@ -153,6 +162,7 @@ export async function collect<T>(
 }
 
 export function openSession(flags: ConnectionFlags): Session {
+  useLightHeaders();
   const connection = resolveConnection(flags);
   return { api: createApi(connection), org: connection.org, endpoint: connection.endpoint };
 }

@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +30,8 @@ const ERROR_PREFIX = "# ERROR:";
  * undefined when the edit changes nothing.
  */
 export async function editLoop<T, R>(session: EditSession<T, R>): Promise<R | undefined> {
+  // Loaded here, not at start-up: every other command would pay for it (a few ms) for nothing.
+  const { spawnSync } = await import("node:child_process");
   const dir = mkdtempSync(join(tmpdir(), "clusterplane-edit-"));
   const file = join(dir, session.fileName);
   const initial = `# ${session.action}: save and close to apply; save it unchanged or empty it to cancel.\n${session.text}`;
@@ -41,7 +42,7 @@ export async function editLoop<T, R>(session: EditSession<T, R>): Promise<R | un
     for (;;) {
       const written = errorHeader(problem) + body;
       writeFileSync(file, written);
-      runEditor(file);
+      runEditor(file, spawnSync);
       const edited = readFileSync(file, "utf8");
       if (edited === written || isBlank(edited)) {
         // Keep work the operator would lose: their edits of an earlier round.
@@ -76,7 +77,7 @@ export async function editLoop<T, R>(session: EditSession<T, R>): Promise<R | un
 }
 
 /** $EDITOR may carry arguments (`code --wait`), so the shell splits it, as git does. */
-function runEditor(file: string): void {
+function runEditor(file: string, spawnSync: typeof import("node:child_process").spawnSync): void {
   const editor = process.env.CLUSTERPLANE_EDITOR || process.env.VISUAL || process.env.EDITOR || "vi";
   const result = spawnSync("sh", ["-c", `${editor} "$@"`, "sh", file], { stdio: "inherit" });
   if (result.error) throw new CliError(`cannot run the editor "${editor}": ${result.error.message}`);
