@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { grpcStatusName } from "../core/values.js";
+import { describeViolation, translateText } from "./translate.js";
 
 /**
  * Exit codes of the operator commands. Scripts branch on them, so they are part of the
@@ -70,17 +71,19 @@ export function codeName(code: Code): string {
 }
 
 /**
- * The server's answer in words: the code, its message, and each field violation the message does
- * not already spell out (this server repeats them in the message; another might not).
+ * The server's answer in the CLI's words: the code, then each field violation named by the flag
+ * or manifest key that sets it, and RPC names as the commands that make those calls. A message
+ * that says more than its violations (another server might) is kept, translated, above them.
  */
 export function describeRejection(error: ConnectError): string {
-  const lines = [`${codeName(error.code)}: ${error.rawMessage}`];
-  for (const detail of error.findDetails(BadRequestSchema)) {
-    for (const violation of detail.fieldViolations) {
-      if (!error.rawMessage.includes(violation.description)) lines.push(`  ${violation.field}: ${violation.description}`);
-    }
-  }
-  return lines.join("\n");
+  const violations = error.findDetails(BadRequestSchema).flatMap((detail) => detail.fieldViolations);
+  let rest = error.rawMessage;
+  for (const violation of violations) rest = rest.replace(`${violation.field}: ${violation.description}`, "");
+  const lines = rest.replace(/[;\s]+/g, "") === "" ? [] : [translateText(error.rawMessage)];
+  lines.push(...violations.map((violation) => describeViolation(violation.field, violation.description)));
+  if (lines.length === 0) return codeName(error.code);
+  if (lines.length === 1) return `${codeName(error.code)}: ${lines[0]}`;
+  return `${codeName(error.code)}:\n  ${lines.join("\n  ")}`;
 }
 
 /** What to print and which code to exit with, for anything an action threw. */

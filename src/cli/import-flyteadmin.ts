@@ -22,8 +22,12 @@ interface ClusterEntry {
   endpoint: string;
   enabled: boolean;
   auth: { tokenPath: string; caCertPath: string } | "in_cluster";
-  /** Set when the endpoint still holds a documentation placeholder such as `<your-endpoint>`. */
-  placeholder: boolean;
+  /** The endpoint as the file gives it, when it is a documentation placeholder such as `<your-endpoint>`. */
+  placeholder: string | undefined;
+  /** Where the entry is in the file, for notes: `configmap.clusters.clusterConfigs[0] (dataplane_1)`. */
+  at: string;
+  /** Said only when the import changes this cluster: once registered, they are old news. */
+  notes: string[];
 }
 
 interface LabelEntry {
@@ -47,6 +51,7 @@ interface Step {
   name: string;
   action: "create" | "exists" | "update" | "set";
   detail: string;
+  notes?: string[];
   run?: () => Promise<void>;
 }
 
@@ -89,7 +94,7 @@ function single(found: Found[], what: string): Found | undefined {
 const PLACEHOLDER = /<[^<>]*>/;
 const KNOWN_CLUSTER_KEYS = new Set(["name", "endpoint", "enabled", "auth", "kubeClientConfig"]);
 
-function readClusters(section: Mapping, at: string, overrides: Map<string, string>, problems: string[], notes: string[]): ClusterEntry[] {
+function readClusters(section: Mapping, at: string, overrides: Map<string, string>, problems: string[]): ClusterEntry[] {
   const configs = section.clusterConfigs ?? [];
   if (!Array.isArray(configs)) {
     problems.push(`${at}.clusterConfigs must be a list`);
@@ -102,6 +107,7 @@ function readClusters(section: Mapping, at: string, overrides: Map<string, strin
     const name = raw.name;
     if (typeof name !== "string" || name === "") return void problems.push(`${where}.name is required`);
     const here = `${where} (${name})`;
+    const notes: string[] = [];
     for (const key of Object.keys(raw)) if (!KNOWN_CLUSTER_KEYS.has(key)) notes.push(`${here}.${key} has no clusterplane equivalent; ignored`);
     if (raw.kubeClientConfig !== undefined) notes.push(`${here}.kubeClientConfig ignored: clusterplane sets its own client timeouts (sync settings requestTimeout)`);
     // flyteadmin reads an auth without a type as file_path.
@@ -116,19 +122,14 @@ function readClusters(section: Mapping, at: string, overrides: Map<string, strin
     if (raw.enabled !== undefined && typeof raw.enabled !== "boolean") return void problems.push(`${here}.enabled must be true or false`);
     // flyteadmin routes only to clusters with enabled: true; a missing flag means disabled there too.
     const enabled = raw.enabled === true;
-    if (!enabled) notes.push(`${here} is not enabled: true, so flyteadmin does not route to it; it is registered disabled (later: clusterplane update cluster ${name} --enabled true)`);
     const override = overrides.get(name);
     overrides.delete(name);
     const given = override ?? (typeof raw.endpoint === "string" ? raw.endpoint : "");
-    const placeholder = PLACEHOLDER.test(given);
-    if (placeholder) {
-      // A documentation placeholder is no cluster: register it disabled, without an endpoint, until the operator fills it in.
-      notes.push(
-        `${here}.endpoint ${given} is a placeholder: registered disabled without an endpoint ` +
-          `(later: clusterplane update cluster ${name} --endpoint https://… --enabled true, or import again with --cluster-endpoint ${name}=https://…)`,
-      );
+    const placeholder = PLACEHOLDER.test(given) ? given : undefined;
+    if (!enabled && !placeholder) {
+      notes.push(`${here} is not enabled: true, so flyteadmin does not route to it; it is registered disabled (later: clusterplane update cluster ${name} --enabled true)`);
     }
-    entries.push({ name, endpoint: placeholder ? "" : given, enabled: enabled && !placeholder, auth: entryAuth, placeholder });
+    entries.push({ name, endpoint: placeholder ? "" : given, enabled: enabled && !placeholder, auth: entryAuth, placeholder, at: here, notes });
   });
   return entries;
 }
@@ -248,7 +249,7 @@ function readFlyteadminFile(path: string, overrides: Map<string, string>): Impor
 
   const section = clustersSection?.value ?? {};
   const at = clustersSection?.at ?? "clusters";
-  const clusters = readClusters(section, at, overrides, problems, notes);
+  const clusters = readClusters(section, at, overrides, problems);
   const labels = readLabels(section, at, problems);
   const defaultLabel = section.defaultExecutionLabel ?? "";
   if (typeof defaultLabel !== "string") problems.push(`${at}.defaultExecutionLabel must be a label name`);
@@ -305,35 +306,62 @@ async function plan(session: Session, imported: Imported, pool: string): Promise
   return steps;
 }
 
+/**
+ * A documentation placeholder is no cluster: a new one is registered disabled without an endpoint
+ * until the operator fills it in. For a cluster registered before, the file says nothing about
+ * its endpoint, so the endpoint (and whether it is enabled) set since is left as it is: running
+ * the seed's file again must not take clusters out of service.
+ */
 async function planClusters({ api, org }: Session, entries: ClusterEntry[], pool: string, conflicts: string[]): Promise<Step[]> {
   if (entries.length > 0) await api.pools.getClusterPool({ org, name: pool });
   const steps: Step[] = [];
   for (const entry of entries) {
     const step = { kind: "cluster" as const, name: entry.name };
-    const detail = `${entry.placeholder ? "(no endpoint yet: placeholder)" : entry.endpoint}, ${entry.enabled ? "enabled" : "disabled"}, ${describeAuth(entry.auth)}`;
     const current = await existing(async () => (await api.clusters.getCluster({ org, name: entry.name })).cluster!);
     if (!current) {
       const cluster = { org, name: entry.name, pool, endpoint: entry.endpoint, enabled: entry.enabled, auth: authOf(entry) };
-      steps.push({ ...step, action: "create", detail, run: async () => void (await api.clusters.createCluster({ cluster })) });
+      const endpoint = entry.placeholder ? "(no endpoint yet: placeholder)" : entry.endpoint;
+      const notes = [...entry.notes];
+      if (entry.placeholder) notes.push(placeholderNote(entry, "registered disabled without an endpoint"));
+      const detail = `${endpoint}, ${entry.enabled ? "enabled" : "disabled"}, ${describeAuth(entry.auth)}`;
+      steps.push({ ...step, action: "create", detail, notes, run: async () => void (await api.clusters.createCluster({ cluster })) });
       continue;
     }
     if (current.pool !== pool) {
       conflicts.push(`cluster ${entry.name} is registered in pool ${current.pool}, not ${pool}: clusters do not move in place (drain, delete, register again), or import with --pool ${current.pool}`);
       continue;
     }
-    const changed: string[] = [];
-    if (current.endpoint !== entry.endpoint) changed.push("endpoint");
-    if ((current.enabled ?? true) !== entry.enabled) changed.push("enabled");
-    if (JSON.stringify(authOfCluster(current)) !== JSON.stringify(entry.auth)) changed.push("auth");
-    if (changed.length === 0) {
-      steps.push({ ...step, action: "exists", detail });
+    const changes: { field: string; was: string; now: string }[] = [];
+    const currentEnabled = current.enabled ?? true;
+    if (!entry.placeholder) {
+      if (current.endpoint !== entry.endpoint) changes.push({ field: "endpoint", was: current.endpoint || "(none)", now: entry.endpoint || "(none)" });
+      if (currentEnabled !== entry.enabled) changes.push({ field: "enabled", was: String(currentEnabled), now: String(entry.enabled) });
+    }
+    const currentAuth = authOfCluster(current);
+    if (JSON.stringify(currentAuth) !== JSON.stringify(entry.auth)) {
+      changes.push({ field: "auth", was: currentAuth ? describeAuth(currentAuth) : "(none)", now: describeAuth(entry.auth) });
+    }
+    if (changes.length === 0) {
+      const kept = entry.placeholder && current.endpoint ? `${current.endpoint} kept (the file has a placeholder)` : current.endpoint || "(no endpoint)";
+      steps.push({ ...step, action: "exists", detail: `${kept}, ${currentEnabled ? "enabled" : "disabled"}, ${describeAuth(entry.auth)}` });
       continue;
     }
+    // Only what differs is sent (an update mask): a field the import leaves alone is never touched.
     const cluster = { org, name: entry.name, endpoint: entry.endpoint, enabled: entry.enabled, auth: authOf(entry), etag: current.etag };
-    const updateMask = { paths: changed };
-    steps.push({ ...step, action: "update", detail: `${changed.join(", ")}: ${detail}`, run: async () => void (await api.clusters.updateCluster({ cluster, updateMask })) });
+    const updateMask = { paths: changes.map((change) => change.field) };
+    const detail = changes.map((change) => `${change.field} ${change.was} -> ${change.now}`).join("; ");
+    const notes = [...entry.notes];
+    if (entry.placeholder && !current.endpoint) notes.push(placeholderNote(entry, "still without an endpoint"));
+    steps.push({ ...step, action: "update", detail, notes, run: async () => void (await api.clusters.updateCluster({ cluster, updateMask })) });
   }
   return steps;
+}
+
+function placeholderNote(entry: ClusterEntry, outcome: string): string {
+  return (
+    `${entry.at}.endpoint ${entry.placeholder} is a placeholder: ${outcome} ` +
+    `(later: clusterplane update cluster ${entry.name} --endpoint https://… --enabled true, or import again with --cluster-endpoint ${entry.name}=https://…)`
+  );
 }
 
 async function planLabels({ api, org }: Session, imported: Imported, conflicts: string[]): Promise<Step[]> {
@@ -398,24 +426,28 @@ export function registerImport(program: Command, verbs: Verbs): void {
       const out = (text: string) => process.stdout.write(text);
 
       const steps = imported.clustersAt ? await plan(verbs.session(), imported, pool) : [];
-      if (imported.clustersAt) {
+      // Only what would change is listed: an import run again on the same file shows nothing to do.
+      const pending = steps.filter((step) => step.run);
+      const unchanged = steps.filter((step) => !step.run);
+      if (imported.clustersAt && pending.length > 0) {
         out(`From ${file} (${imported.clustersAt}), into pool ${pool}:\n`);
-        out(
-          renderTable(
-            [
-              { header: "KIND", cell: (step: Step) => step.kind },
-              { header: "NAME", cell: (step) => step.name },
-              { header: "ACTION", cell: (step) => step.action },
-              { header: "DETAIL", cell: (step) => step.detail },
-            ],
-            steps,
-          )
-            .split("\n")
-            .map((line) => (line ? `  ${line}` : line))
-            .join("\n"),
+        const table = renderTable(
+          [
+            { header: "KIND", cell: (step: Step) => step.kind },
+            { header: "NAME", cell: (step) => step.name },
+            { header: "ACTION", cell: (step) => step.action },
+            { header: "DETAIL", cell: (step) => step.detail },
+          ],
+          pending,
         );
+        out(table.split("\n").map((line) => (line ? `  ${line}` : line)).join("\n"));
+        if (unchanged.length > 0) out(`  unchanged: ${unchanged.map((step) => `${step.kind} ${step.name}`).join(", ")}\n`);
+      } else if (imported.clustersAt) {
+        const count = unchanged.length === 1 ? "its 1 object is" : `its ${unchanged.length} objects are`;
+        out(`From ${file} (${imported.clustersAt}), into pool ${pool}: nothing to change; ${count} already registered.\n`);
       }
-      for (const note of imported.notes) out(`note: ${note}\n`);
+      for (const note of pending.flatMap((step) => step.notes ?? [])) out(`note: ${note}\n`);
+      if (pending.length > 0 || imported.syncSettings) for (const note of imported.notes) out(`note: ${note}\n`);
 
       const target = flags.syncConfigOut as string | undefined;
       if (target && !imported.syncSettings) out(`note: ${file} has no cluster_resources section; ${target} not written\n`);
@@ -429,13 +461,9 @@ export function registerImport(program: Command, verbs: Verbs): void {
         }
       }
 
-      const pending = steps.filter((step) => step.run);
+      if (pending.length === 0) return;
       if (dryRun) {
         out(`Dry run: nothing changed (${pending.length} change${pending.length === 1 ? "" : "s"} to make).\n`);
-        return;
-      }
-      if (pending.length === 0) {
-        if (imported.clustersAt) out("Nothing to change: everything is already registered.\n");
         return;
       }
       await confirm(`Apply ${pending.length} change${pending.length === 1 ? "" : "s"}?`, flags.yes as boolean | undefined);

@@ -1,10 +1,26 @@
 import { Command, CommanderError } from "commander";
+import packageJson from "../../package.json" with { type: "json" };
 import { openSession, type Session } from "./client.js";
 import { registerExecutionClusterLabels, registerSelectCluster } from "./execution-cluster-label.js";
 import { EXIT, EXIT_CODES_HELP, explainFailure } from "./exit.js";
 import { registerImport } from "./import-flyteadmin.js";
 import { registerResources } from "./resources.js";
+import { setCommandContext } from "./translate.js";
 import type { Verbs } from "./verbs.js";
+
+/**
+ * A reader that stops early (`clusterplane --help | head -1`) closes the pipe. Like any Unix
+ * filter, the rest of the output is dropped quietly; the command itself still finishes, so a
+ * change is never left half-applied because nobody read its progress.
+ */
+function dropOutputOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+    stream.write = (() => true) as typeof stream.write;
+  });
+}
+dropOutputOnClosedPipe(process.stdout);
+dropOutputOnClosedPipe(process.stderr);
 
 const CONNECTION_HELP = `Connection (options go before the command: clusterplane --endpoint http://cp:8080 get cluster):
   endpoint  --endpoint, else CLUSTERPLANE_ENDPOINT, else \`endpoint:\` in the config file, else http://127.0.0.1:8080
@@ -26,6 +42,7 @@ const program = new Command()
   // Connection options come before the verb, so `create cluster --endpoint` can mean the cluster's API.
   .enablePositionalOptions()
   .exitOverride()
+  .version(packageJson.version, "-v, --version", "print the version of clusterplane")
   .option("--endpoint <url>", "clusterplane server URL")
   .option("--token <token>", "bearer token for the server")
   .option("--org <org>", "organization (default: the server's default organization)")
@@ -74,6 +91,12 @@ const verbs: Verbs = {
   archive: verb("archive", "archive a project: no longer synced or routable"),
   session: () => (session ??= openSession(program.opts())),
 };
+// What runs decides how server messages are put: flags for a command line, keys for a manifest.
+program.hook("preAction", (_program, action) => {
+  const parent = action.parent && action.parent !== program ? `${action.parent.name()} ` : "";
+  const flags = action.opts();
+  setCommandContext({ command: `${parent}${action.name()}`, manifest: Boolean(flags.file ?? flags.attrFile ?? flags.edit) });
+});
 registerResources(verbs);
 registerExecutionClusterLabels(verbs);
 registerSelectCluster(program, verbs);

@@ -11,6 +11,7 @@ import {
 } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { ProjectSchema, type Project } from "../../gen/clusterplane/v1/project_pb.js";
 import { QueueSchema, type Queue } from "../../gen/clusterplane/v1/queue_pb.js";
+import { suggestion } from "./did-you-mean.js";
 import { CliError } from "./exit.js";
 
 /**
@@ -54,11 +55,42 @@ export function parseManifestText(text: string, source: string): unknown {
 
 /** Parses with the codec, naming the source in every problem. */
 function decode<S extends DescMessage>(schema: S, json: unknown, source: string): MessageShape<S> {
+  const unknownKeys = unknownKeyProblems(schema, json, "");
+  if (unknownKeys.length === 1) throw new CliError(`${source}: ${unknownKeys[0]}`);
+  if (unknownKeys.length > 1) throw new CliError(`${source}:\n  ${unknownKeys.join("\n  ")}`);
   try {
     return fromJson(schema, json as JsonValue);
   } catch (error) {
     throw new CliError(`${source}: ${(error as Error).message}`);
   }
+}
+
+/**
+ * Every key of `json` that is no field of `schema`, at any depth, as `config.secret_stor: unknown
+ * key; did you mean secret_store?`. The protobuf decoder would name only the first, without the
+ * path or a suggestion. A key may be the field's proto name or its JSON name, as the decoder takes.
+ */
+function unknownKeyProblems(schema: DescMessage, json: unknown, at: string): string[] {
+  // The well-known types have their own JSON forms (a timestamp is a string, a mask a list).
+  if (typeof json !== "object" || json === null || Array.isArray(json) || schema.typeName.startsWith("google.protobuf.")) return [];
+  const problems: string[] = [];
+  for (const [key, value] of Object.entries(json)) {
+    const path = at ? `${at}.${key}` : key;
+    const field = schema.fields.find((f) => f.name === key || f.jsonName === key);
+    if (!field) {
+      // Offer names in the style the manifest uses: camelCase keys get JSON names, others proto names.
+      const camel = /[A-Z]/.test(key);
+      problems.push(`${path}: unknown key${suggestion(key, schema.fields.map((f) => (camel ? f.jsonName : f.name)))}`);
+      continue;
+    }
+    if (field.fieldKind === "message") problems.push(...unknownKeyProblems(field.message, value, path));
+    else if (field.fieldKind === "list" && field.listKind === "message" && Array.isArray(value)) {
+      value.forEach((item, index) => problems.push(...unknownKeyProblems(field.message, item, `${path}[${index}]`)));
+    } else if (field.fieldKind === "map" && field.mapKind === "message" && typeof value === "object" && value !== null) {
+      for (const [mapKey, item] of Object.entries(value)) problems.push(...unknownKeyProblems(field.message, item, `${path}.${mapKey}`));
+    }
+  }
+  return problems;
 }
 
 function mapping(raw: unknown, source: string, what: string): Mapping {
@@ -140,6 +172,7 @@ config:
 };
 
 const FLYTEADMIN_AUTH_KEYS = new Set(["type", "tokenPath", "certPath", "caCertPath"]);
+const PROTOBUF_AUTH_KEYS = new Set(["bearerTokenFile", "bearer_token_file", "inCluster", "in_cluster"]);
 
 /**
  * flyteadmin's `auth: {type: file_path, tokenPath, certPath}` (and `{type: in_cluster}`) as the
@@ -147,7 +180,8 @@ const FLYTEADMIN_AUTH_KEYS = new Set(["type", "tokenPath", "certPath", "caCertPa
  */
 function clusterAuthJson(raw: unknown, source: string): unknown {
   const auth = mapping(raw, source, "auth");
-  return auth.type === undefined ? auth : flyteadminAuth(auth, source);
+  const protobufForm = auth.type === undefined && Object.keys(auth).every((key) => PROTOBUF_AUTH_KEYS.has(key));
+  return protobufForm ? auth : flyteadminAuth(auth, source);
 }
 
 /** flyteadmin's auth mapping (`type: file_path | in_cluster`) as the protobuf JSON of ClusterAuth. */
@@ -156,7 +190,7 @@ export function flyteadminAuth(
   source: string,
 ): { bearerTokenFile: { tokenPath: string; caCertPath: string } } | { inCluster: Record<string, never> } {
   for (const key of Object.keys(auth)) {
-    if (!FLYTEADMIN_AUTH_KEYS.has(key)) throw new CliError(`${source}: auth.${key} is not a field of auth (type, tokenPath, certPath)`);
+    if (!FLYTEADMIN_AUTH_KEYS.has(key)) throw new CliError(`${source}: auth.${key}: unknown key${suggestion(key, ["type", "tokenPath", "certPath"])}`);
   }
   if (auth.type === "file_path") {
     const caCertPath = auth.certPath ?? auth.caCertPath;
@@ -171,7 +205,8 @@ export function flyteadminAuth(
     }
     return { inCluster: {} };
   }
-  throw new CliError(`${source}: auth.type ${JSON.stringify(auth.type)} must be file_path (tokenPath + certPath) or in_cluster`);
+  const given = auth.type === undefined ? "is missing" : `${JSON.stringify(auth.type)} is not one`;
+  throw new CliError(`${source}: auth.type ${given}: file_path (tokenPath + certPath) or in_cluster`);
 }
 
 export const clusterManifest: ManifestCodec<typeof ClusterSchema> = {

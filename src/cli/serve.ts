@@ -12,6 +12,12 @@ export async function serve(flags: ServeFlags): Promise<void> {
   try {
     server = await startServer(config, logger);
   } catch (error) {
+    const listenProblem = explainListenFailure(error, config);
+    if (listenProblem) {
+      process.stderr.write(`clusterplane: ${listenProblem}\n`);
+      process.exitCode = 2;
+      return;
+    }
     // The open-bind rule and unusable tokens or TLS files are configuration errors too.
     return refuse(error);
   }
@@ -32,6 +38,29 @@ export async function serve(flags: ServeFlags): Promise<void> {
   };
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
+}
+
+/**
+ * Why the port could not be opened, in terms of the settings that choose it; undefined for any
+ * other failure. These are the operator's to fix (exit 2), not crashes to show a stack for.
+ */
+function explainListenFailure(error: unknown, config: Pick<ServerConfig, "host" | "port">): string | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const where = `${config.host.includes(":") ? `[${config.host}]` : config.host}:${config.port}`;
+  const choosePort = "choose another with --port N (CLUSTERPLANE_PORT, server.port; --port 0 picks a free one)";
+  switch (code) {
+    case "EADDRINUSE":
+      return `port ${config.port} is already in use on ${config.host} (another clusterplane, or another program, listens on ${where}): stop it, or ${choosePort}`;
+    case "EACCES":
+      return `not allowed to listen on port ${config.port} (${where}): ports below 1024 need privileges; ${choosePort}`;
+    case "EADDRNOTAVAIL":
+      return `cannot listen on ${config.host}: it is not an address of this machine; choose another with --host ADDRESS (CLUSTERPLANE_HOST, server.host)`;
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return `cannot listen on ${config.host}: the name does not resolve; choose another with --host ADDRESS (CLUSTERPLANE_HOST, server.host)`;
+    default:
+      return undefined;
+  }
 }
 
 /** A configuration error ends the command with its message and exit code 2; anything else is a bug. */

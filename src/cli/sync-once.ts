@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import type { ServeFlags } from "../server/config.js";
 import { createLogger } from "../server/logging.js";
 import { openStores } from "../store/stores.js";
@@ -12,6 +13,12 @@ interface SyncOnceFlags extends ServeFlags {
 export async function syncOnce(flags: SyncOnceFlags): Promise<void> {
   const config = configOrRefuse(flags);
   if (!config) return;
+  const problem = databaseProblem(config.databasePath);
+  if (problem) {
+    process.stderr.write(`clusterplane: ${problem}\n`);
+    process.exitCode = 2;
+    return;
+  }
   const stores = openStores({ path: config.databasePath, domains: config.domains });
   const loop = new SyncLoop(stores, { ...config.sync!, enabled: true }, createLogger("warn"));
   try {
@@ -28,4 +35,22 @@ export async function syncOnce(flags: SyncOnceFlags): Promise<void> {
     await loop.stop();
     stores.db.close();
   }
+}
+
+/**
+ * Opening a path that does not exist would create an empty database and sync nothing, exit 0: a
+ * mistyped --db would look like success. Only the server creates databases.
+ */
+function databaseProblem(path: string): string | undefined {
+  let isFile: boolean;
+  try {
+    isFile = statSync(path).isFile();
+  } catch {
+    isFile = false;
+  }
+  if (isFile) return undefined;
+  return (
+    `no database at ${path}: sync --once works on the database of a server that has run. ` +
+    "Point at it with --db PATH (or CLUSTERPLANE_DB); the server names its file in its start-up line (\"database\")."
+  );
 }

@@ -130,7 +130,10 @@ export function registerNamedResource<S extends DescMessage>(verbs: Verbs, resou
   };
   const fromText = (text: string, key: string | undefined, source: string) =>
     settle(codec.fromManifest(parseManifestText(text, source), source), key, source);
-  const fromFile = (path: string, key: string | undefined) => settle(codec.fromManifest(readManifestFile(path), path), key, path);
+  const fromFile = (path: string, key: string | undefined) => {
+    const source = path === "-" ? "stdin" : path;
+    return settle(codec.fromManifest(readManifestFile(path), source), key, source);
+  };
   const canonical = (item: Item) => manifestText(codec, item);
   const format = (flags: Flags) => flags.output as Format;
 

@@ -185,29 +185,33 @@ function templateData(raw: unknown, source: string, problems: Violations, env: N
   const data: Record<string, string> = {};
   for (const [name, value] of Object.entries(raw as Raw)) {
     const resolved = resolveValue(value, env);
-    if (resolved === null) {
-      problems.add(`${source}.${name}`, "must be a string, {value: ...}, {valueFrom: {env: NAME}} or {valueFrom: {filePath: PATH}}, and resolvable");
-    } else data[name] = resolved;
+    if (typeof resolved === "string") data[name] = resolved;
+    else problems.add(`${source}.${name}`, resolved.problem);
   }
   return data;
 }
 
-function resolveValue(value: unknown, env: NodeJS.ProcessEnv): string | null {
+const VALUE_FORMS = "must be a string, {value: ...}, {valueFrom: {env: NAME}} or {valueFrom: {filePath: PATH}}";
+
+/** The value, or why there is none, naming the variable or file an operator has to provide. */
+function resolveValue(value: unknown, env: NodeJS.ProcessEnv): string | { problem: string } {
   if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") return String(value);
-  if (!isMapping(value)) return null;
+  if (!isMapping(value)) return { problem: VALUE_FORMS };
   const { value: inline, valueFrom } = value as Raw;
   if (inline !== undefined) return resolveValue(inline, env);
-  if (!isMapping(valueFrom)) return null;
+  if (!isMapping(valueFrom)) return { problem: VALUE_FORMS };
   const { env: variable, filePath } = valueFrom as Raw;
-  if (typeof variable === "string") return env[variable] ?? null;
+  if (typeof variable === "string") {
+    return env[variable] ?? { problem: `environment variable ${variable} is not set (valueFrom.env); set it in the environment of the process that runs the sync` };
+  }
   if (typeof filePath === "string") {
     try {
       return readFileSync(filePath, "utf8").trim();
-    } catch {
-      return null;
+    } catch (error) {
+      return { problem: `cannot read ${filePath} (valueFrom.filePath): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` };
     }
   }
-  return null;
+  return { problem: VALUE_FORMS };
 }
 
 function stringMap(raw: unknown, source: string, problems: Violations): Record<string, string> {

@@ -59,7 +59,8 @@ describe("clusterplane import flyteadmin: a ConfigMap with clusters, labels, def
       const reimport = await cli(["import", "flyteadmin", changed, "--yes"]);
       expect(reimport.code).toBe(0);
       expect(reimport.stdout).toMatch(/label +gpu +update +dataplane_3=0\.5, dataplane_4=0\.25 \(was dataplane_3=0\.75, dataplane_4=0\.25\)/);
-      expect(reimport.stdout).toMatch(/cluster +dataplane_3 +exists/);
+      expect(reimport.stdout).toContain("  unchanged: cluster dataplane_3, cluster dataplane_4, default label gpu\n");
+      expect(reimport.stdout).not.toMatch(/cluster +dataplane_\d +(update|create)/);
       expect(reimport.stdout).toContain("label gpu updated\n");
 
       const notFlyteadmin = join(scratch, "other.yaml");

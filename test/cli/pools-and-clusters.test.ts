@@ -177,9 +177,10 @@ describe("clusterplane CLI: cluster pools and clusters (the cluster-pools seed)"
     expect(unknownOption.stderr).toContain("unknown option '--bogus'");
     expect(badFormat.code).toBe(2);
     expect(missingFile).toMatchObject({ code: 2, stderr: expect.stringContaining("cannot read") });
-    expect(unknownKey).toMatchObject({ code: 2, stderr: expect.stringContaining('key "object_store" is unknown') });
+    expect(unknownKey).toMatchObject({ code: 2, stderr: "Error: stdin: config.object_store: unknown key; did you mean object_store_ref?\n" });
     expect(rejected.code).toBe(1);
-    expect(rejected.stderr).toMatch(/^Error: INVALID_ARGUMENT: .*cluster_pool\.config\.object_store_ref\.uri/);
+    // The field is named by the flag that set it, not by the API's cluster_pool.config.object_store_ref.uri.
+    expect(rejected.stderr).toMatch(/^Error: INVALID_ARGUMENT: --object-store-uri: /);
     expect(unreachable.code).toBe(4);
     expect(unreachable.stderr).toContain("cannot reach the clusterplane server at http://127.0.0.1:1");
     expect(unreachable.stderr).toContain("CLUSTERPLANE_ENDPOINT");

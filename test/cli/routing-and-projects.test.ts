@@ -22,7 +22,7 @@ describe("clusterplane CLI: the multi-cluster seed (flyteadmin import, labels, e
   afterAll(() => server.stop());
 
   it(
-    "import flyteadmin values-override.yaml: dry run changes nothing, the real run creates dataplane_1/2 and label1/2, a second run reports exists",
+    "import flyteadmin values-override.yaml: dry run changes nothing, the real run creates dataplane_1/2 and label1/2; running it again changes nothing, and its placeholders keep the endpoints set since",
     async () => {
       const dryRun = await cli(["import", "flyteadmin", fixture("values-override.yaml"), "--dry-run"]);
       expect(dryRun.code).toBe(0);
@@ -48,10 +48,32 @@ describe("clusterplane CLI: the multi-cluster seed (flyteadmin import, labels, e
       const filledIn = await cli(["import", "flyteadmin", fixture("values-override.yaml"), ...ENDPOINTS, "--yes"]);
       expect(filledIn.code).toBe(0);
       expect(filledIn.stdout).toContain("cluster dataplane_1 updated\ncluster dataplane_2 updated\n");
+      expect(filledIn.stdout).toMatch(/cluster +dataplane_1 +update +endpoint \(none\) -> https:\/\/dataplane1\.example\.com:443; enabled false -> true/);
       const again = await cli(["import", "flyteadmin", fixture("values-override.yaml"), ...ENDPOINTS]);
-      expect(again.code).toBe(0);
-      expect(again.stdout.match(/ exists /g)).toHaveLength(4);
-      expect(again.stdout).toContain("Nothing to change");
+      expect(again).toMatchObject({
+        code: 0,
+        stdout: "From " + fixture("values-override.yaml") + " (configmap.clusters), into pool default: nothing to change; its 4 objects are already registered.\n",
+      });
+
+      // The seed's file as is, again (a re-run of the day-1 step): its placeholders leave the
+      // endpoints set since alone, and nothing is disabled. The dry run says exactly that.
+      const placeholdersDryRun = await cli(["import", "flyteadmin", fixture("values-override.yaml"), "--dry-run"]);
+      expect(placeholdersDryRun).toMatchObject({ code: 0, stdout: again.stdout });
+      const placeholders = await cli(["import", "flyteadmin", fixture("values-override.yaml"), "--yes"]);
+      expect(placeholders).toMatchObject({ code: 0, stdout: again.stdout });
+      const kept = JSON.parse((await cli(["get", "cluster", "-o", "json"])).stdout) as { name: string; enabled?: boolean; endpoint?: string }[];
+      expect(kept.map((c) => [c.name, c.endpoint, c.enabled])).toEqual([
+        ["dataplane_1", "https://dataplane1.example.com:443", true],
+        ["dataplane_2", "https://dataplane2.example.com:443", true],
+      ]);
+      // What does differ from the file is shown as a change, field by field, and only that.
+      expect((await cli(["update", "label", "label2", "--cluster", "dataplane_1=1"])).code).toBe(0);
+      const drifted = await cli(["import", "flyteadmin", fixture("values-override.yaml"), "--dry-run"]);
+      expect(drifted.code).toBe(0);
+      expect(drifted.stdout).toContain("  label   label2   update   dataplane_2=1 (was dataplane_1=1)\n");
+      expect(drifted.stdout).toContain("  unchanged: cluster dataplane_1, cluster dataplane_2, label label1\n");
+      expect(drifted.stdout).toContain("Dry run: nothing changed (1 change to make).");
+      expect((await cli(["import", "flyteadmin", fixture("values-override.yaml"), "--yes"])).stdout).toContain("label label2 updated\n");
 
       expect(tableRows((await cli(["get", "label"])).stdout)).toEqual([
         { NAME: "label1", CLUSTERS: "dataplane_1=1" },

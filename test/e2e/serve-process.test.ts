@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -12,6 +13,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "../../gen/health/v1/h
 import { seedProdPool } from "../support/fixtures.js";
 import { bearer, newToken, writeTokensFile } from "../support/auth.js";
 import { testPki } from "../support/kube/test-ca.js";
+import { waitFor } from "../support/wait.js";
 
 const BIN = "bin/clusterplane.mjs";
 
@@ -137,4 +139,51 @@ describe("clusterplane serve (the process npm start runs)", () => {
     expect(result.status).toBe(2);
     expect(result.stderr).toContain("server.prot: unknown key; did you mean port?");
   });
+
+  it("says which port is busy and how to choose another, exit code 2 and no stack", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "clusterplane-serve-busy-"));
+    const occupant = createServer();
+    await new Promise<void>((resolve) => occupant.listen(0, "127.0.0.1", resolve));
+    const port = (occupant.address() as { port: number }).port;
+    try {
+      const result = spawnSync(process.execPath, [BIN, "serve", "--port", String(port), "--db", join(dir, "state.db"), "--no-sync"], { encoding: "utf8" });
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain(`port ${port} is already in use on 127.0.0.1`);
+      expect(result.stderr).toContain("--port");
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      occupant.close();
+    }
+  });
+
+  it("npm start hands SIGTERM to the server, which shuts down gracefully; nothing is left running", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "clusterplane-npm-start-"));
+    const databasePath = join(dir, "state.db");
+    const npm = spawn("npm", ["start", "--", "--port", "0", "--db", databasePath, "--no-sync"], { stdio: ["ignore", "pipe", "pipe"] });
+    const exitedNpm = exited(npm);
+    const lines: LogLine[] = [];
+    // npm prints its own banner before the server's JSON lines.
+    const url = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: npm.stdout! }).on("line", (text) => {
+        if (!text.startsWith("{")) return;
+        const line = JSON.parse(text) as LogLine;
+        lines.push(line);
+        if (line.url && line.msg.includes("listening")) resolve(line.url);
+      });
+      void exitedNpm.then((code) => reject(new Error(`npm start exited early with ${code}`)));
+    });
+    npm.kill("SIGTERM");
+    expect(await exitedNpm).toBe(0);
+    expect(lines.map((line) => line.msg)).toContain("stopped; database closed");
+    expect(existsSync(`${databasePath}-wal`)).toBe(false);
+    // The server was npm's child: with it gone, nobody listens on its port any more.
+    const { port } = new URL(url);
+    await waitFor("the port to close", () =>
+      new Promise<boolean>((resolve) => {
+        const socket = connect(Number(port), "127.0.0.1");
+        socket.once("connect", () => (socket.destroy(), resolve(false)));
+        socket.once("error", () => resolve(true));
+      }),
+    );
+  }, 60_000);
 });

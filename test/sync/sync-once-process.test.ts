@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -87,5 +87,25 @@ describe("clusterplane sync --once", () => {
     const result = await clusterplane("sync", "--once", "--db", db(), "--sync-config", bad);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(`${bad}.interval`);
+  });
+
+  it("refuses a database file that does not exist instead of creating an empty one (exit 2, says how to name the right one)", async () => {
+    const typo = join(mkdtempSync(join(tmpdir(), "typo-db-")), "clusterplan.db");
+    const result = await clusterplane("sync", "--once", "--db", typo, "--sync-config", syncConfig);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`no database at ${typo}`);
+    expect(result.stderr).toContain("--db PATH");
+    expect(result.stdout).toBe("");
+    expect(existsSync(typo)).toBe(false);
+  });
+
+  it("names the environment variable a template value needs when it is not set", async () => {
+    const variable = "CLUSTERPLANE_TEST_UNSET_ACCOUNT_ID";
+    const needsEnv = join(mkdtempSync(join(tmpdir(), "env-sync-")), "sync.yaml");
+    writeFileSync(needsEnv, `templateData:\n  accountId:\n    valueFrom:\n      env: ${variable}\n`);
+    delete process.env[variable];
+    const result = await clusterplane("sync", "--once", "--db", db(), "--sync-config", needsEnv);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${needsEnv}.templateData.accountId: environment variable ${variable} is not set`);
   });
 });
