@@ -17,7 +17,8 @@ export interface Fixture {
  * (3 project-domain and 7 workflow assignments per project), written in one transaction.
  */
 export function populate(stores: Stores): Fixture {
-  stores.db.transaction(() => {
+  // One unit of work: committed once, and then applied by every view that follows the log.
+  stores.changes.write(() => {
     for (let c = 0; c < CLUSTERS; c++) {
       stores.clusters.create({
         org: "",
@@ -46,7 +47,7 @@ export function populate(stores: Stores): Fixture {
         );
       }
     }
-  })();
+  });
   return {
     selectRequest: () => ({ project: "project-500", domain: "production", workflow: "workflow_3", executionId: "exec-0" }),
   };

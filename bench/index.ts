@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: speed goals as ratios against a baseline measured in the same run, so a
  * shared, noisy machine changes both sides alike. Not a test: it prints, it does not fail.
- * `npm run bench -- startup` (or select, grpc, sync) runs only those.
+ * `npm run bench -- startup` (or select, grpc, sync, log) runs only those.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +9,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { startServer } from "../src/server/server.js";
 import { populate } from "./fixture.js";
+import { changeLogBench } from "./change-log.js";
 import { grpcThroughputBench } from "./grpc-throughput.js";
 import { selectInProcessBench } from "./select-in-process.js";
 import { startupBench } from "./startup.js";
@@ -36,3 +37,4 @@ if (wanted("select") || wanted("grpc")) {
   }
 }
 if (wanted("sync")) await syncBench();
+if (wanted("log")) await changeLogBench();

@@ -32,9 +32,9 @@ async function fleet(clusters: number, projects: number): Promise<Fleet> {
   const stores = openStores({ path: join(dir, "bench.db") });
   const standIns = new StandInFleet();
   const apis = await standIns.start(clusters);
-  stores.db.transaction(() => {
+  stores.changes.write(() => {
     for (let p = 0; p < projects; p++) stores.projects.create({ org: "", id: `project-${p}`, name: "", description: "" });
-  })();
+  });
   apis.forEach((api, index) => {
     const tokenPath = join(dir, `token-${index}`);
     const caCertPath = join(dir, `ca-${index}.crt`);

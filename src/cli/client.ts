@@ -9,6 +9,7 @@ import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
 import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
 import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
+import { WatchService } from "../../gen/clusterplane/v1/watch_pb.js";
 import { QueueService } from "../../gen/clusterplane/v1/queue_pb.js";
 import { CliError } from "./exit.js";
 import { createHttp1Client } from "./http1-client.js";
@@ -93,6 +94,7 @@ export interface Api {
   queues: Client<typeof QueueService>;
   labels: Client<typeof ExecutionClusterLabelService>;
   projects: Client<typeof ProjectService>;
+  watch: Client<typeof WatchService>;
 }
 
 export function createApi(connection: Connection): Api {
@@ -122,6 +124,7 @@ export function createApi(connection: Connection): Api {
     queues: createClient(QueueService, transport),
     labels: createClient(ExecutionClusterLabelService, transport),
     projects: createClient(ProjectService, transport),
+    watch: createClient(WatchService, transport),
   };
 }
 

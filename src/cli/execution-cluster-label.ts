@@ -16,6 +16,8 @@ import { CliError } from "./exit.js";
 import { executionClusterLabelManifest as codec, manifestText, parseManifestText, readManifestFile } from "./manifests.js";
 import { messageJson, outputOption, printChanged, printList, renderTable, serialize, type Column, type Format } from "./output.js";
 import { editOption, fileOptions, listOptions, manifestPath, yesOption, type Verbs } from "./verbs.js";
+import { watchList, watchOption, type Watchable } from "./watch.js";
+import { ResourceKind } from "../../gen/clusterplane/v1/watch_pb.js";
 
 const NOUN = "execution-cluster-label";
 type Flags = Record<string, unknown>;
@@ -89,6 +91,15 @@ const columns: Column<ExecutionClusterLabel>[] = [
   { header: "VALUE", cell: (row) => row.value },
 ];
 
+/** What lists and `get … --watch` show of assignments. */
+const watchable: Watchable<typeof ExecutionClusterLabelSchema> = {
+  schema: ExecutionClusterLabelSchema,
+  columns,
+  plural: "execution cluster labels",
+  kind: ResourceKind.EXECUTION_CLUSTER_LABEL,
+  resourceOf: (change) => (change.resource.case === "executionClusterLabel" ? change.resource.value : undefined),
+};
+
 const scopeColumns: Column<{ scope: Scope; answer: GetExecutionClusterLabelResponse }>[] = [
   ...columns.slice(0, 4).map((column) => ({ header: column.header, cell: ({ scope }: { scope: Scope }) => column.cell(scope as ExecutionClusterLabel) })),
   { header: "VALUE", cell: ({ answer }) => answer.executionClusterLabel?.value ?? "" },
@@ -149,10 +160,17 @@ export function registerExecutionClusterLabels(verbs: Verbs): void {
   const get = verbs.get
     .command(`${NOUN} [workflow]`)
     .description("list assignments; with -p and -d, show the one at that scope and the label in effect there");
-  for (const option of [...scopeOptions(), ...listOptions(), outputOption()]) get.addOption(option);
+  for (const option of [...scopeOptions(), ...listOptions(), watchOption(), outputOption()]) get.addOption(option);
   get.action(async (workflow: string | undefined, flags: Flags) => {
     const session = verbs.session();
     const scope = withFlags(create(ExecutionClusterLabelSchema), workflow, flags, "the command line", session);
+    if (flags.watch) {
+      const inScope = (item: ExecutionClusterLabel) =>
+        (!scope.project || item.project === scope.project) && (!scope.domain || item.domain === scope.domain) &&
+        (!scope.workflow || item.workflow === scope.workflow) && (!scope.launchPlan || item.launchPlan === scope.launchPlan);
+      await watchList(session, watchable, format(flags), inScope);
+      return;
+    }
     if (scope.project && (scope.domain || scope.workflow || scope.launchPlan)) {
       const answer = await session.api.labels.getExecutionClusterLabel(keyOf(scope));
       const output = format(flags);
@@ -168,7 +186,7 @@ export function registerExecutionClusterLabels(verbs: Verbs): void {
       flags.limit as number | undefined,
       flags.pageSize as number | undefined,
     );
-    printList(format(flags), { schema: ExecutionClusterLabelSchema, columns, plural: "execution cluster labels" }, items, truncated);
+    printList(format(flags), watchable, items, truncated);
   });
 
   const remove = verbs.delete.command(`${NOUN} [workflow]`).description("remove the assignment at a scope (asks first)");

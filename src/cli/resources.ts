@@ -22,6 +22,7 @@ import { ProjectSchema, ProjectState, ProjectStateSchema, type Project } from ".
 import { QueueSchema, QueueState, QueueStateSchema, type Queue } from "../../gen/clusterplane/v1/queue_pb.js";
 import { CliError } from "./exit.js";
 import { clusterManifest, labelManifest, poolManifest, projectManifest, queueManifest } from "./manifests.js";
+import { ResourceKind } from "../../gen/clusterplane/v1/watch_pb.js";
 import { registerNamedResource, repeatable, splitPair, type NamedResource, type Verbs } from "./verbs.js";
 
 type Flags = Record<string, unknown>;
@@ -58,6 +59,8 @@ function setFields(flags: Flags, mapping: Record<string, string>): string[] {
 
 const clusterPools: NamedResource<typeof ClusterPoolSchema> = {
   noun: "cluster-pool",
+  kind: ResourceKind.CLUSTER_POOL,
+  resourceOf: (change) => (change.resource.case === "clusterPool" ? change.resource.value : undefined),
   plural: "cluster pools",
   keyField: "name",
   schema: ClusterPoolSchema,
@@ -124,6 +127,8 @@ const SYNC_WORDS: Record<SyncHealth, string> = {
 
 const clusters: NamedResource<typeof ClusterSchema> = {
   noun: "cluster",
+  kind: ResourceKind.CLUSTER,
+  resourceOf: (change) => (change.resource.case === "cluster" ? change.resource.value : undefined),
   plural: "clusters",
   keyField: "name",
   schema: ClusterSchema,
@@ -188,6 +193,8 @@ const clusters: NamedResource<typeof ClusterSchema> = {
 
 const queues: NamedResource<typeof QueueSchema> = {
   noun: "queue",
+  kind: ResourceKind.QUEUE,
+  resourceOf: (change) => (change.resource.case === "queue" ? change.resource.value : undefined),
   plural: "queues",
   keyField: "name",
   schema: QueueSchema,
@@ -244,6 +251,8 @@ export function formatMembers(label: { clusters: readonly { cluster: string; wei
 
 const labels: NamedResource<typeof ClusterLabelSchema> = {
   noun: "label",
+  kind: ResourceKind.CLUSTER_LABEL,
+  resourceOf: (change) => (change.resource.case === "clusterLabel" ? change.resource.value : undefined),
   plural: "labels",
   keyField: "name",
   schema: ClusterLabelSchema,
@@ -275,6 +284,8 @@ const labels: NamedResource<typeof ClusterLabelSchema> = {
 
 const projects: NamedResource<typeof ProjectSchema> = {
   noun: "project",
+  kind: ResourceKind.PROJECT,
+  resourceOf: (change) => (change.resource.case === "project" ? change.resource.value : undefined),
   plural: "projects",
   keyField: "id",
   schema: ProjectSchema,

@@ -6,7 +6,8 @@ import { confirm } from "./confirm.js";
 import { editLoop } from "./edit.js";
 import { CliError } from "./exit.js";
 import { manifestText, parseManifestText, readManifestFile, type ManifestCodec } from "./manifests.js";
-import { outputOption, printChanged, printList, printOne, type Format, type Listing } from "./output.js";
+import { outputOption, printChanged, printList, printOne, type Format } from "./output.js";
+import { watchList, watchOption, type Watchable } from "./watch.js";
 
 /** The verb commands nouns register under: `clusterplane <verb> <noun> …`, as in the seeds. */
 export interface Verbs {
@@ -31,7 +32,7 @@ export interface FieldFlags<S extends DescMessage> {
 }
 
 /** A noun whose objects are named (or, for projects, have an id): pools, clusters, queues, labels, projects. */
-export interface NamedResource<S extends DescMessage> extends Listing<S> {
+export interface NamedResource<S extends DescMessage> extends Watchable<S> {
   noun: string;
   keyField: "name" | "id";
   codec: ManifestCodec<S>;
@@ -168,9 +169,13 @@ export function registerNamedResource<S extends DescMessage>(verbs: Verbs, resou
 
   addOptions(
     verbs.get.command(`${noun} [${keyArg}]`).description(`show one ${noun}, or list them when no ${keyArg} is given`),
-    [...(resource.listOptions ?? []), ...listOptions(), outputOption()],
+    [...(resource.listOptions ?? []), ...listOptions(), watchOption(), outputOption()],
   ).action(async (key: string | undefined, flags: Flags) => {
     const session = verbs.session();
+    if (flags.watch) {
+      await watchList(session, resource, format(flags), key ? (item) => keyOf(item) === key : undefined);
+      return;
+    }
     if (key) {
       printOne(format(flags), resource, await resource.get(session, key));
       return;

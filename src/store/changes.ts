@@ -1,4 +1,4 @@
-import { SqliteError } from "better-sqlite3";
+import { SqliteError, type Statement } from "better-sqlite3";
 import { unavailable } from "../core/errors.js";
 import type { Db } from "./database.js";
 
@@ -94,6 +94,7 @@ const READ_BATCH = 500;
 export class ChangeLog {
   private readonly listeners = new Set<ChangeListener>();
   private readonly snapshots = new Map<ChangeKind, Snapshot>();
+  private readonly statements = new Map<string, Statement>();
   private lastApplied: number;
   private lastDataVersion = -1;
   private catchingUp = false;
@@ -129,19 +130,24 @@ export class ChangeLog {
   record(anyChange: Change): void {
     if (!this.db.inTransaction) throw new Error(`change ${anyChange.kind} recorded outside a unit of work`);
     const change = keyOf(anyChange);
-    const snapshot = this.snapshots.get(change.kind);
-    const state = stateOf(snapshot, change);
-    const { lastInsertRowid } = this.db
-      .prepare(
-        `INSERT INTO change_log (org, kind, name, change_key, op, state, commit_time) VALUES (?, ?, ?, ?, ?, NULL, ?)`,
-      )
-      .run(change.org, change.kind, nameOf(change), JSON.stringify(change), state === undefined ? "delete" : "put", Date.now());
-    const revision = Number(lastInsertRowid);
-    if (state === undefined) return;
+    // Writers hold the write lock, so the next revision is known before the entry is appended:
+    // the row is stamped first and its state read once, revision included.
+    const revision = this.currentRevision() + 1;
     const columns = REVISION_COLUMNS[change.kind];
-    this.db.prepare(`UPDATE ${columns.table} SET revision = ? WHERE ${columns.where}`).run(revision, ...columns.key(change));
-    const stamped = stateOf(snapshot, change);
-    this.db.prepare("UPDATE change_log SET state = ? WHERE revision = ?").run(JSON.stringify(stamped), revision);
+    this.statement(`UPDATE ${columns.table} SET revision = ? WHERE ${columns.where}`).run(revision, ...columns.key(change));
+    const state = stateOf(this.snapshots.get(change.kind), change);
+    this.statement(
+      "INSERT INTO change_log (revision, org, kind, name, change_key, op, state, commit_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      revision,
+      change.org,
+      change.kind,
+      nameOf(change),
+      JSON.stringify(change),
+      state === undefined ? "delete" : "put",
+      state === undefined ? null : JSON.stringify(state),
+      Date.now(),
+    );
   }
 
   subscribe(listener: ChangeListener): () => void {
@@ -151,7 +157,7 @@ export class ChangeLog {
 
   /** The revision of the last committed change (0 for a new database). */
   currentRevision(): number {
-    const row = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'change_log'").get() as { seq: number } | undefined;
+    const row = this.statement("SELECT seq FROM sqlite_sequence WHERE name = 'change_log'").get() as { seq: number } | undefined;
     return row?.seq ?? 0;
   }
 
@@ -162,8 +168,7 @@ export class ChangeLog {
 
   /** Entries after `revision`, oldest first; `from` older than the retention is the caller's problem (see `oldestRetained`). */
   readAfter(revision: number, limit = READ_BATCH): LogEntry[] {
-    const rows = this.db
-      .prepare("SELECT revision, change_key, op, state, commit_time FROM change_log WHERE revision > ? ORDER BY revision LIMIT ?")
+    const rows = this.statement("SELECT revision, change_key, op, state, commit_time FROM change_log WHERE revision > ? ORDER BY revision LIMIT ?")
       .all(revision, limit) as LogRow[];
     return rows.map(toEntry);
   }
@@ -209,12 +214,14 @@ export class ChangeLog {
     try {
       do {
         this.catchUpAgain = false;
-        for (let batch = this.readAfter(this.lastApplied); batch.length > 0; batch = this.readAfter(this.lastApplied)) {
+        let batch: LogEntry[];
+        do {
+          batch = this.readAfter(this.lastApplied);
           for (const entry of batch) {
             this.lastApplied = entry.revision;
             this.publish(entry);
           }
-        }
+        } while (batch.length === READ_BATCH);
       } while (this.catchUpAgain);
     } finally {
       this.catchingUp = false;
@@ -240,6 +247,16 @@ export class ChangeLog {
   onListenerError: (error: unknown, change: Change) => void = (error) => {
     process.emitWarning(`change listener failed: ${(error as Error).message}`);
   };
+
+  /** Prepared once per connection: the log is on every write's path. */
+  private statement(sql: string): Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
 
   private pollOtherWriters(): void {
     try {
@@ -292,11 +309,16 @@ function stateOf(snapshot: Snapshot | undefined, change: Change): unknown {
 }
 
 function toEntry(row: LogRow): LogEntry {
+  let state: unknown;
   return {
     revision: row.revision,
     change: JSON.parse(row.change_key) as Change,
     op: row.op,
-    state: row.state === null ? null : JSON.parse(row.state, reviveTimes),
+    // Parsed on first use: routing re-reads the row it needs, only watchers look at the state.
+    get state() {
+      if (state === undefined) state = row.state === null ? null : JSON.parse(row.state, reviveTimes);
+      return state;
+    },
     commitTime: new Date(row.commit_time),
   };
 }

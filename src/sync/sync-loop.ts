@@ -302,6 +302,9 @@ export class SyncLoop {
   private retry(state: ClusterState): void {
     if (this.stopped) return;
     state.due = true;
+    // The backoff timer may fire a millisecond before Date.now() reaches notBefore; this is the
+    // retry it was armed for, so it must not be skipped as early (it would wait for the interval).
+    state.notBefore = 0;
     this.schedule();
   }
 

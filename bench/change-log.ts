@@ -1,0 +1,175 @@
+/**
+ * The change log's costs and reach, each measured against a baseline of the same run:
+ * - write throughput over gRPC, this tree against the commit before the change log (a git
+ *   worktree of BASELINE_REVISION), both served as separate processes and loaded from a worker
+ *   thread, with the server's CPU per call read from /proc;
+ * - how long a write takes to reach 1 000 open Watch streams held by another process;
+ * - how long a write through one server takes to reach another server on the same file.
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { Worker } from "node:worker_threads";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { CreateProjectRequestSchema, ProjectService } from "../gen/clusterplane/v1/project_pb.js";
+
+/** The last commit before the change log: every write there was a plain transaction. */
+const BASELINE_REVISION = process.env.BENCH_BASELINE_REVISION ?? "2dc4998";
+const WRITERS_IN_FLIGHT = 16;
+const ROUND_MS = 2_000;
+const WATCH_STREAMS = 1_000;
+const SAMPLE_WRITES = 30;
+
+interface Served {
+  child: ChildProcess;
+  url: string;
+  port: number;
+}
+
+/** `clusterplane serve` from the sources of `tree`, on `db`. */
+async function serve(tree: string, db: string, extraArgs: string[] = []): Promise<Served> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--port", "0", "--db", db, ...extraArgs], {
+    cwd: tree,
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, CLUSTERPLANE_SYNC: "false" },
+  });
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (text) => {
+      const line = JSON.parse(text) as { url?: string; msg?: string };
+      if (line.url && line.msg?.includes("listening")) resolveUrl(line.url);
+    });
+    child.once("exit", (code) => reject(new Error(`serve in ${tree} exited with ${code}`)));
+  });
+  return { child, url, port: Number(new URL(url).port) };
+}
+
+/** User + system CPU time of a process so far, in microseconds. */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks / 100) * 1e6;
+}
+
+let nextProject = 0;
+
+/** CreateProject calls from a worker thread for ROUND_MS; calls/s and server CPU µs per call. */
+async function writeRound(server: Served): Promise<{ rate: number; cpuPerCall: number }> {
+  const requests = Array.from({ length: 40_000 }, () =>
+    toBinary(CreateProjectRequestSchema, create(CreateProjectRequestSchema, { project: { id: `bench-${nextProject++}` } })),
+  );
+  const cpuBefore = cpuMicros(server.child.pid!);
+  const worker = new Worker(new URL("./grpc-load-worker.mjs", import.meta.url), {
+    workerData: {
+      address: `127.0.0.1:${server.port}`,
+      path: "/clusterplane.v1.ProjectService/CreateProject",
+      requests,
+      concurrency: WRITERS_IN_FLIGHT,
+      durationMs: ROUND_MS,
+    },
+  });
+  const rate = await new Promise<number>((resolveRate, reject) => {
+    worker.once("message", resolveRate);
+    worker.once("error", reject);
+  });
+  const cpu = cpuMicros(server.child.pid!) - cpuBefore;
+  return { rate, cpuPerCall: cpu / (rate * (ROUND_MS / 1000)) };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/** Starts the Watch client process (bench/watch-client.ts) and waits until its streams are open. */
+async function watcher(url: string, streams: number) {
+  const child = spawn(process.execPath, ["--import", "tsx", "bench/watch-client.ts", url, String(streams)], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout! });
+  const next = () => new Promise<string>((resolveLine) => lines.once("line", resolveLine));
+  if ((await next()) !== "ready") throw new Error("the watch client did not get ready");
+  return {
+    async report(): Promise<Record<string, number[]>> {
+      child.stdin!.write("report\n");
+      return JSON.parse(await next()) as Record<string, number[]>;
+    },
+  };
+}
+
+/** Writes SAMPLE_WRITES projects through `writeUrl`, one at a time; delivery times of each at the watcher. */
+async function deliveryTimes(writeUrl: string, watching: Awaited<ReturnType<typeof watcher>>, expectedPerWrite: number): Promise<number[]> {
+  const projects = createClient(ProjectService, createGrpcTransport({ baseUrl: writeUrl }));
+  const sent = new Map<string, number>();
+  for (let i = 0; i < SAMPLE_WRITES; i++) {
+    const started = performance.timeOrigin + performance.now();
+    const created = await projects.createProject({ project: { id: `sample-${nextProject++}` } });
+    sent.set(String(created.project!.revision), started);
+    await new Promise((pause) => setTimeout(pause, 50));
+  }
+  await new Promise((settle) => setTimeout(settle, 1_000));
+  const arrivals = await watching.report();
+  const delays: number[] = [];
+  let missing = 0;
+  for (const [revision, start] of sent) {
+    const times = arrivals[revision] ?? [];
+    missing += expectedPerWrite - times.length;
+    for (const time of times) delays.push(time - start);
+  }
+  if (missing > 0) console.log(`  (!) ${missing} deliveries missing`);
+  return delays;
+}
+
+export async function changeLogBench(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "clusterplane-log-bench-"));
+  const baselineTree = join(dir, "baseline");
+  const processes: ChildProcess[] = [];
+  try {
+    execFileSync("git", ["worktree", "add", "--detach", baselineTree, BASELINE_REVISION], { stdio: "ignore" });
+    symlinkSync(resolve("node_modules"), join(baselineTree, "node_modules"));
+    const before = await serve(baselineTree, join(dir, "before.db"));
+    // One watcher process holds all the streams: allow it that many.
+    const config = join(dir, "clusterplane.yaml");
+    writeFileSync(config, `watch:\n  maxStreamsPerCaller: ${WATCH_STREAMS * 2}\n`);
+    const after = await serve(process.cwd(), join(dir, "after.db"), ["--config", config]);
+    processes.push(before.child, after.child);
+    await writeRound(before);
+    await writeRound(after);
+    const best = { before: { rate: 0, cpuPerCall: Infinity }, after: { rate: 0, cpuPerCall: Infinity } };
+    for (let round = 0; round < 3; round++) {
+      for (const [name, server] of [["before", before], ["after", after]] as const) {
+        const result = await writeRound(server);
+        if (result.rate > best[name].rate) best[name] = result;
+      }
+    }
+    console.log(`\nWrites over gRPC (CreateProject), @grpc/grpc-js client in a worker thread, ${WRITERS_IN_FLIGHT} in flight, best of 3 x ${ROUND_MS} ms, taken in turns`);
+    console.log(`  before the change log (${BASELINE_REVISION})  ${best.before.rate.toFixed(0).padStart(6)} writes/s  server CPU ${best.before.cpuPerCall.toFixed(0)} µs/write`);
+    console.log(`  with the change log              ${best.after.rate.toFixed(0).padStart(6)} writes/s  server CPU ${best.after.cpuPerCall.toFixed(0)} µs/write  ratio ${(best.after.rate / best.before.rate).toFixed(2)}  (goal >= 0.80)`);
+
+    for (const child of processes.splice(0)) child.kill("SIGKILL");
+
+    // A fresh database, so each stream's snapshot is small and the stream is ready at once.
+    const primary = await serve(process.cwd(), join(dir, "watched.db"), ["--config", config]);
+    processes.push(primary.child);
+    const watching = await watcher(primary.url, WATCH_STREAMS);
+    const fanOut = await deliveryTimes(primary.url, watching, WATCH_STREAMS);
+    console.log(`\nA write reaching ${WATCH_STREAMS} open Watch streams in another process (${SAMPLE_WRITES} writes, from the call to each arrival)`);
+    console.log(`  p50 ${percentile(fanOut, 50).toFixed(1)} ms   p99 ${percentile(fanOut, 99).toFixed(1)} ms   max ${Math.max(...fanOut).toFixed(1)} ms`);
+
+    const replica = await serve(process.cwd(), join(dir, "watched.db"), ["--config", config]);
+    processes.push(replica.child);
+    const follower = await watcher(replica.url, 1);
+    const lag = await deliveryTimes(primary.url, follower, 1);
+    console.log(`\nA write through one server reaching a second server on the same file (its Watch stream, fed with its routing index)`);
+    console.log(`  p50 ${percentile(lag, 50).toFixed(1)} ms   p99 ${percentile(lag, 99).toFixed(1)} ms   max ${Math.max(...lag).toFixed(1)} ms  (goal: under 1 000 ms)`);
+  } finally {
+    for (const child of processes) child.kill("SIGKILL");
+    try {
+      execFileSync("git", ["worktree", "remove", "--force", baselineTree], { stdio: "ignore" });
+    } catch {
+      // Not a git checkout, or already gone.
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,98 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
+import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
+import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
+import { seedCluster } from "../support/fixtures.js";
+import { startTestServer, type TestServer } from "../support/server.js";
+import { waitFor } from "../support/wait.js";
+
+let server: TestServer;
+let watchers: ChildProcess[] = [];
+beforeAll(async () => {
+  server = await startTestServer();
+});
+afterAll(() => server.stop());
+afterEach(() => {
+  for (const child of watchers) child.kill();
+  watchers = [];
+});
+
+/** `clusterplane get … --watch` as its own long-running process; its stdout lines as they come. */
+function watch(args: string[]) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("CLUSTERPLANE_")));
+  const child = spawn(process.execPath, ["bin/clusterplane.mjs", ...args], {
+    env: { ...env, CLUSTERPLANE_ENDPOINT: server.url, XDG_CONFIG_HOME: "/nonexistent" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  watchers.push(child);
+  const lines: string[] = [];
+  const errors: string[] = [];
+  createInterface({ input: child.stdout! }).on("line", (line) => lines.push(line));
+  createInterface({ input: child.stderr! }).on("line", (line) => errors.push(line));
+  return { lines, errors };
+}
+
+const transport = () => createGrpcTransport({ baseUrl: server.url });
+
+describe("clusterplane get NOUN --watch", () => {
+  it("prints the list, then a row per change, as kubectl get -w does", async () => {
+    const clusters = createClient(ClusterService, transport());
+    await clusters.createCluster({ cluster: seedCluster("dataplane_1") });
+    const { lines } = watch(["get", "cluster", "--watch"]);
+    await waitFor("the list", () => lines.some((line) => line.startsWith("dataplane_1")), 20_000);
+    expect(lines[0]).toMatch(/^NAME +POOL +ENDPOINT/);
+
+    await clusters.createCluster({ cluster: seedCluster("dataplane_2") });
+    await waitFor("the new cluster's row", () => lines.some((line) => line.startsWith("dataplane_2")), 20_000);
+    await clusters.drainCluster({ name: "dataplane_2" });
+    await waitFor("the drained row", () => lines.some((line) => /^dataplane_2 .*DRAINED/.test(line)), 20_000);
+    const { cluster } = await clusters.getCluster({ name: "dataplane_2" });
+    await clusters.deleteCluster({ name: "dataplane_2", etag: cluster!.etag });
+    await waitFor("the deleted row", () => lines.some((line) => /^dataplane_2 .*\(deleted\)$/.test(line)), 20_000);
+    // Columns line up with the list's header.
+    const header = lines[0]!;
+    const added = lines.find((line) => line.startsWith("dataplane_2"))!;
+    expect(added.indexOf("default")).toBe(header.indexOf("POOL"));
+  });
+
+  it("-o json prints one event per line: the list, SNAPSHOT_COMPLETE, then PUT and DELETE", async () => {
+    const projects = createClient(ProjectService, transport());
+    await projects.createProject({ project: { id: "team1" } });
+    const { lines } = watch(["get", "project", "--watch", "-o", "json"]);
+    await waitFor("the snapshot", () => lines.some((line) => line.includes("SNAPSHOT_COMPLETE")), 20_000);
+    await projects.createProject({ project: { id: "team2" } });
+    await projects.archiveProject({ id: "team2" });
+    await waitFor("two live events", () => lines.length >= 4, 20_000);
+    const events = lines.map((line) => JSON.parse(line) as { type: string; revision: string; object?: { id: string; state?: string } });
+    expect(events.map((e) => [e.type, e.object?.id])).toEqual([
+      ["PUT", "team1"],
+      ["SNAPSHOT_COMPLETE", undefined],
+      ["PUT", "team2"],
+      ["PUT", "team2"],
+    ]);
+    expect(events[3]!.object?.state).toBe("PROJECT_STATE_ARCHIVED");
+    expect(Number(events[3]!.revision)).toBeGreaterThan(Number(events[2]!.revision));
+  });
+
+  it("watches one object by name, and execution cluster labels by scope", async () => {
+    const clusters = createClient(ClusterService, transport());
+    const ecl = createClient(ExecutionClusterLabelService, transport());
+    await createClient(ProjectService, transport()).createProject({ project: { id: "team3" } });
+    await clusters.createCluster({ cluster: seedCluster("dataplane_3") });
+    await ecl.createClusterLabel({ label: { name: "label3", clusters: [{ cluster: "dataplane_3", weight: 1 }] } });
+    const one = watch(["get", "cluster", "dataplane_3", "--watch", "-o", "json"]);
+    const scoped = watch(["get", "execution-cluster-label", "-p", "team3", "--watch", "-o", "json"]);
+    await waitFor("both snapshots", () => [one, scoped].every(({ lines }) => lines.some((l) => l.includes("SNAPSHOT_COMPLETE"))), 20_000);
+    await clusters.createCluster({ cluster: seedCluster("dataplane_4") });
+    await clusters.drainCluster({ name: "dataplane_3" });
+    await ecl.updateExecutionClusterLabel({ executionClusterLabel: { project: "team3", domain: "staging", value: "label3" } });
+    await waitFor("the drain", () => one.lines.length >= 3, 20_000);
+    await waitFor("the assignment", () => scoped.lines.length >= 2, 20_000);
+    expect(one.lines.map((line) => JSON.parse(line).object?.name ?? "-")).toEqual(["dataplane_3", "-", "dataplane_3"]);
+    expect(JSON.parse(scoped.lines.at(-1)!).object).toMatchObject({ project: "team3", domain: "staging", value: "label3" });
+  });
+});

@@ -1,0 +1,147 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
+import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
+import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
+import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
+import { QueueService } from "../../gen/clusterplane/v1/queue_pb.js";
+import { seedCluster, seedProdPool } from "../support/fixtures.js";
+import { waitFor } from "../support/wait.js";
+
+interface Replica {
+  child: ChildProcess;
+  url: string;
+  lines: Record<string, unknown>[];
+}
+
+let dir = "";
+let replicas: Replica[] = [];
+afterEach(async () => {
+  for (const replica of replicas) replica.child.kill("SIGKILL");
+  await Promise.all(replicas.map((r) => (r.child.exitCode === null && r.child.signalCode === null ? new Promise((resolve) => r.child.once("exit", resolve)) : null)));
+  replicas = [];
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** `clusterplane serve` as its own process (from the sources), on the shared database. */
+async function startReplica(args: string[]): Promise<Replica> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--port", "0", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: Record<string, unknown>[] = [];
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (text) => {
+      const line = JSON.parse(text) as Record<string, unknown>;
+      lines.push(line);
+      if (typeof line.url === "string" && String(line.msg).includes("listening")) resolve(line.url);
+    });
+    child.once("exit", (code) => reject(new Error(`serve exited early with ${code}`)));
+  });
+  const replica = { child, url, lines };
+  replicas.push(replica);
+  return replica;
+}
+
+const clients = (url: string) => {
+  const transport = createGrpcTransport({ baseUrl: url });
+  return {
+    pools: createClient(ClusterPoolService, transport),
+    clusters: createClient(ClusterService, transport),
+    queues: createClient(QueueService, transport),
+    projects: createClient(ProjectService, transport),
+    ecl: createClient(ExecutionClusterLabelService, transport),
+  };
+};
+
+/** Polls `call` until `accept` holds for its answer (or its error). */
+async function eventually<T>(what: string, call: () => Promise<T>, accept: (outcome: T | ConnectError) => boolean): Promise<void> {
+  let last: unknown;
+  try {
+    await waitFor(what, async () => accept((last = await call().catch((error) => ConnectError.from(error)))), 20_000);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; the last answer was ${last instanceof Error ? last.message : JSON.stringify(last, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`);
+  }
+}
+
+describe("two servers on one SQLite file", () => {
+  it("B answers from every write made through A: each noun, and routing", async () => {
+    dir = mkdtempSync(join(tmpdir(), "clusterplane-replicas-"));
+    const db = join(dir, "shared.db");
+    const [a, b] = await Promise.all([startReplica(["--db", db, "--no-sync"]), startReplica(["--db", db, "--no-sync"])]);
+    const onA = clients(a.url);
+    const onB = clients(b.url);
+    const select = (queue?: string) =>
+      onB.ecl.selectCluster({
+        project: "team1",
+        domain: "development",
+        executionId: "exec-1",
+        target: queue ? { case: "queue", value: queue } : { case: undefined },
+      });
+
+    await onA.pools.createClusterPool({ clusterPool: seedProdPool() });
+    await eventually("the pool on B", () => onB.pools.getClusterPool({ name: "prod" }), (r) => !(r instanceof ConnectError));
+    for (const name of ["dataplane_1", "dataplane_2"]) await onA.clusters.createCluster({ cluster: seedCluster(name, "prod") });
+    await onA.projects.createProject({ project: { id: "team1" } });
+    await onA.ecl.createClusterLabel({ label: { name: "label1", clusters: [{ cluster: "dataplane_1", weight: 1 }] } });
+    await onA.ecl.updateExecutionClusterLabel({ executionClusterLabel: { project: "team1", domain: "development", value: "label1" } });
+    await eventually("B routing by the assignment", () => select(), (r) => !(r instanceof ConnectError) && r.cluster === "dataplane_1");
+
+    // A label edit through A re-routes on B.
+    const label = (await onA.ecl.getClusterLabel({ name: "label1" })).label!;
+    await onA.ecl.updateClusterLabel({ label: { name: "label1", clusters: [{ cluster: "dataplane_2", weight: 1 }], etag: label.etag } });
+    await eventually("B following the label edit", () => select(), (r) => !(r instanceof ConnectError) && r.cluster === "dataplane_2");
+
+    // A drain through A: B routes nowhere and says why.
+    await onA.clusters.drainCluster({ name: "dataplane_2" });
+    await eventually("B seeing the drain", () => select(), (r) => r instanceof ConnectError && /drained/.test(r.rawMessage));
+    await onA.clusters.activateCluster({ name: "dataplane_2" });
+
+    // The default label, when the assignment goes.
+    await onA.ecl.createClusterLabel({ label: { name: "fallback", clusters: [{ cluster: "dataplane_1", weight: 1 }] } });
+    await onA.ecl.setDefaultClusterLabel({ label: "fallback" });
+    await onA.ecl.deleteExecutionClusterLabel({ project: "team1", domain: "development" });
+    await eventually("B using the default label", () => select(), (r) => !(r instanceof ConnectError) && r.label === "fallback");
+
+    // A queue drained through A is refused on B.
+    await onA.queues.drainQueue({ name: "dataplane_1" }).catch(() => undefined);
+    await onA.queues.createQueue({ queue: { name: "batch", pool: "prod", clusters: ["*"] } });
+    await eventually("B routing through the queue", () => select("batch"), (r) => !(r instanceof ConnectError) && /queue batch/.test(r.reason));
+    await onA.queues.drainQueue({ name: "batch" });
+    await eventually("B refusing the drained queue", () => select("batch"), (r) => r instanceof ConnectError && r.code === Code.FailedPrecondition);
+
+    // An archived project is no longer routed on B.
+    await onA.projects.archiveProject({ id: "team1" });
+    await eventually("B refusing the archived project", () => select(), (r) => r instanceof ConnectError && /archived/i.test(r.rawMessage));
+  });
+
+  it("runs one sync loop: the second server follows, and takes over within the lease after the leader is killed", async () => {
+    dir = mkdtempSync(join(tmpdir(), "clusterplane-replicas-"));
+    const db = join(dir, "shared.db");
+    const config = join(dir, "clusterplane.yaml");
+    writeFileSync(config, "leaderElection:\n  leaseDuration: 3s\n  renewInterval: 500ms\n  renewDeadline: 2s\n  retryInterval: 250ms\n");
+    const first = await startReplica(["--db", db, "--config", config]);
+    const second = await startReplica(["--db", db, "--config", config]);
+    const leader = async (replica: Replica) => {
+      const readiness = (await (await fetch(`${replica.url}/readyz`)).json()) as { checks: { syncLeader: string } };
+      return readiness.checks.syncLeader.startsWith("this process");
+    };
+    await waitFor("exactly one leader", async () => (await leader(first)) !== (await leader(second)), 20_000);
+    expect(await leader(first)).toBe(true);
+    const metrics = await (await fetch(`${second.url}/metrics`)).text();
+    expect(metrics).toMatch(/^clusterplane_sync_leader 0$/m);
+    expect(second.lines.some((l) => String(l.msg).includes("led by"))).toBe(true);
+
+    first.child.kill("SIGKILL");
+    const killedAt = Date.now();
+    await waitFor("the second server to lead", () => leader(second), 20_000);
+    // The lease (3 s) had to expire first: a follower never starts while the leader may still run.
+    expect(Date.now() - killedAt).toBeLessThan(20_000);
+    expect(await (await fetch(`${second.url}/metrics`)).text()).toMatch(/^clusterplane_sync_leader 1$/m);
+  });
+});
