@@ -1,5 +1,5 @@
 import { isAbsolute, normalize } from "node:path/posix";
-import { Violations } from "./errors.js";
+import { quoteValue, Violations } from "./errors.js";
 
 export type ClusterState = "ACTIVE" | "DRAINED";
 
@@ -70,7 +70,7 @@ export function checkEndpoint(endpoint: string, auth: ClusterAuth | undefined, e
     url = undefined;
   }
   if (!url || url.protocol !== "https:" || url.hostname === "") {
-    violations.add(field, `"${endpoint}" must be an https:// URL, for example https://10.0.0.1:443 (TLS is always verified)`);
+    violations.add(field, `${quoteValue(endpoint)} must be an https:// URL, for example https://10.0.0.1:443 (TLS is always verified)`);
   } else if (url.username || url.password) {
     violations.add(field, "must not carry credentials; use auth.bearer_token_file");
   }
@@ -109,13 +109,13 @@ export function checkAuth(auth: ClusterAuth | undefined, credentialDirectories: 
 export function checkCredentialPath(path: string, credentialDirectories: readonly string[]): string | null {
   if (path === "") return "is required, for example /var/run/credentials/dataplane_1_token";
   if (path.includes("\0")) return "must not contain NUL characters";
-  if (!isAbsolute(path)) return `"${path}" must be an absolute path, for example /var/run/credentials/dataplane_1_token`;
+  if (!isAbsolute(path)) return `${quoteValue(path)} must be an absolute path, for example /var/run/credentials/dataplane_1_token`;
   if (path.split("/").some((segment) => segment === "." || segment === "..")) {
-    return `"${path}" must not contain "." or ".." segments: name the file directly, for example /var/run/credentials/dataplane_1_token`;
+    return `${quoteValue(path)} must not contain "." or ".." segments: name the file directly, for example /var/run/credentials/dataplane_1_token`;
   }
   const resolved = normalize(path);
   if (!credentialDirectories.some((dir) => resolved.startsWith(`${normalize(dir).replace(/\/+$/, "")}/`))) {
-    return `"${path}" is outside the credential directories (${credentialDirectories.join(", ")}); mount the Secret in one of them, or add its directory to sync.credentialDirectories`;
+    return `${quoteValue(path)} is outside the credential directories (${credentialDirectories.join(", ")}); mount the Secret in one of them, or add its directory to sync.credentialDirectories`;
   }
   return null;
 }

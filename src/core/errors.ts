@@ -74,9 +74,31 @@ export class Violations {
 export function checkNoRepeats(items: readonly string[], fieldOf: (index: number) => string, violations: Violations): void {
   const seen = new Set<string>();
   items.forEach((item, index) => {
-    if (seen.has(item)) violations.add(fieldOf(index), `"${item}" is listed twice`);
+    if (seen.has(item)) violations.add(fieldOf(index), `${quoteValue(item)} is listed twice`);
     seen.add(item);
   });
+}
+
+/** At most this many characters of a caller's value are quoted back in a message. */
+export const MAX_QUOTED_CHARS = 100;
+
+/**
+ * A caller's value for a message: in double quotes (JSON escapes, so a newline cannot forge a
+ * line), and when longer than MAX_QUOTED_CHARS, its beginning and its length. Errors travel in
+ * HTTP/2 trailers; a client resets a stream whose headers outgrow its limit (about 8 KiB for
+ * grpcio), so a huge bad value must not come back whole.
+ */
+export function quoteValue(value: string): string {
+  if (value.length <= MAX_QUOTED_CHARS) return JSON.stringify(value);
+  return `${JSON.stringify(shorten(value, MAX_QUOTED_CHARS))} (${value.length} characters)`;
+}
+
+/** `text` cut to at most `max` characters, the last of them "…"; never splits a surrogate pair. */
+export function shorten(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  if (/[\uD800-\uDBFF]/.test(text[end - 1] ?? "")) end--;
+  return `${text.slice(0, end)}…`;
 }
 
 /** Joins names for messages: `a`, `a and b`, `a, b and c`. */

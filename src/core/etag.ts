@@ -1,4 +1,4 @@
-import { aborted } from "./errors.js";
+import { aborted, quoteValue } from "./errors.js";
 
 /**
  * An etag names one stored version of a row. It includes the update time so that a row deleted
@@ -12,7 +12,7 @@ export function makeEtag(version: number, updateTimeMs: number): string {
 export function checkEtag(kind: string, name: string, sent: string, stored: string): void {
   if (sent !== "" && sent !== stored) {
     throw aborted(
-      `${kind} "${name}" was changed by someone else since you read it (etag ${sent}, now ${stored}); read it again and retry`,
+      `${kind} ${quoteValue(name)} was changed by someone else since you read it (etag ${quoteValue(sent)}, now ${quoteValue(stored)}); read it again and retry`,
     );
   }
 }

@@ -4,6 +4,8 @@
  * names such as `dataplane_1`.
  */
 
+import { quoteValue } from "./errors.js";
+
 const MAX_NAME_LENGTH = 63;
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 const CLUSTER_NAME = /^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$/;
@@ -29,7 +31,7 @@ function checkAgainst(name: string, pattern: RegExp, alphabet: string): string |
     return `must be at most ${MAX_NAME_LENGTH} characters (got ${name.length})`;
   }
   if (!pattern.test(name)) {
-    return `"${name}" must contain only ${alphabet}, and start and end with a letter or digit`;
+    return `${quoteValue(name)} must contain only ${alphabet}, and start and end with a letter or digit`;
   }
   return null;
 }

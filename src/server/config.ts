@@ -8,6 +8,7 @@ import { isRole, ROLES, type Role } from "../core/roles.js";
 import { isMapping } from "../core/values.js";
 import { DEFAULT_SYNC_SETTINGS, parseSyncSettings, type SyncSettings } from "../sync/sync-settings.js";
 import { normalizeOrigin } from "./http-routes.js";
+import { parseLimits } from "./limits.js";
 import { LOG_LEVELS } from "./logging.js";
 import type { ServerConfig, TlsConfig } from "./server.js";
 import { readTlsFiles } from "./tls-files.js";
@@ -48,7 +49,7 @@ export const CONFIG_DEFAULTS = {
  * `parseSyncSettings` reads (the same keys as a `--sync-config` file) and checks them itself.
  */
 export const CONFIG_KEYS = {
-  server: ["host", "port", "database", "shutdownGrace", "domains"],
+  server: ["host", "port", "database", "shutdownGrace", "domains", "limits"],
   log: ["level"],
   auth: ["tokensFile", "allowUnauthenticated", "clientCertificates"],
   tls: ["certFile", "keyFile", "clientCaFile", "requireClientCertificate"],
@@ -108,6 +109,7 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
     logLevel: logLevel ? oneOf(logLevel, LOG_LEVELS, problems) : CONFIG_DEFAULTS.logLevel,
   };
   if (domains) checkDomains(config.domains ?? [], domains.source, problems);
+  config.limits = parseLimits((file.server as Raw | undefined)?.limits, "server.limits", problems);
 
   // Sync: the file's `sync` section, or a legacy --sync-config file holding only that section.
   const syncConfig = choose(flag(flags.syncConfig, "sync-config"), fromEnv("CLUSTERPLANE_SYNC_CONFIG"));

@@ -3,6 +3,7 @@ import type http2 from "node:http2";
 import { cors as connectCors } from "@connectrpc/connect";
 import type { Authenticator } from "./auth.js";
 import { isLoopback, peerOf } from "./auth.js";
+import { requestAuthority } from "./edge.js";
 import type { ServerMetrics } from "./metrics.js";
 
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
@@ -122,9 +123,12 @@ export function normalizeOrigin(origin: string): string {
   return origin.trim().replace(/\/+$/, "").toLowerCase();
 }
 
-/** The host name a request was addressed to (Host, or HTTP/2's :authority), without the port. */
+/**
+ * The host name a request was addressed to, without the port: the authority connect-node will
+ * use (HTTP/2's :authority before any Host header), so what is checked is what is served.
+ */
 function hostName(request: Request): string {
-  const host = header(request, "host") ?? header(request, ":authority") ?? "";
+  const host = requestAuthority(request) ?? "";
   const bracketed = /^\[([^\]]+)\]/.exec(host);
   return bracketed ? bracketed[1]! : host.replace(/:\d+$/, "");
 }

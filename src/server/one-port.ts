@@ -3,15 +3,19 @@ import http2 from "node:http2";
 import net from "node:net";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
+import type { EdgeLimits } from "./limits.js";
 
 type Handler = (
   request: http.IncomingMessage | http2.Http2ServerRequest,
   response: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+/** The limits the transport enforces itself; the rest apply per request (see connect-handler.ts). */
+export type TransportLimits = Pick<
+  EdgeLimits,
+  "maxConnections" | "maxConcurrentStreams" | "headersTimeoutMs" | "requestTimeoutMs" | "idleTimeoutMs"
+>;
 
-/** How long a new cleartext connection may stay silent before it is closed. */
-const FIRST_BYTES_TIMEOUT_MS = 10_000;
 /** PEM contents for serving TLS, and optionally asking clients for certificates. */
 export interface TlsMaterial {
   cert: string;
@@ -19,6 +23,9 @@ export interface TlsMaterial {
   /** CA whose client certificates are accepted; clients are asked for one when set. */
   clientCa?: string;
 }
+
+/** Every HTTP/2 connection opens with these 24 bytes (RFC 9113 §3.4). */
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
 /**
  * Serves HTTP/2 (gRPC) and HTTP/1.1 (Connect, gRPC-Web) on one port.
@@ -29,8 +36,13 @@ export interface TlsMaterial {
  * refuses everything else.
  *
  * In cleartext, Node's `http2.createServer({ allowHTTP1 })` ignores allowHTTP1, so each new
- * connection is sniffed instead: HTTP/2 opens with the preface `PRI * HTTP/2.0`, which no
+ * connection is sniffed instead: HTTP/2 opens with the preface `PRI * HTTP/2.0…`, which no
  * HTTP/1.1 request line starts with.
+ *
+ * Slow or silent clients are bounded by `limits`: a connection has `headersTimeoutMs` to say
+ * which protocol it speaks (the whole HTTP/2 preface and settings, or HTTP/1.1 request headers),
+ * an HTTP/1.1 request `requestTimeoutMs` to arrive, an HTTP/2 connection without calls is closed
+ * after `idleTimeoutMs`, and connections beyond `maxConnections` are closed as they arrive.
  */
 export class OnePortServer {
   private readonly tcp: net.Server;
@@ -41,7 +53,12 @@ export class OnePortServer {
   private readonly h1InFlight = new Map<Socket, number>();
   private closing = false;
 
-  constructor(handler: Handler, tls?: TlsMaterial) {
+  constructor(
+    handler: Handler,
+    private readonly limits: TransportLimits,
+    tls?: TlsMaterial,
+  ) {
+    const settings = { maxConcurrentStreams: limits.maxConcurrentStreams };
     if (tls) {
       const secure = http2.createSecureServer(
         {
@@ -52,13 +69,21 @@ export class OnePortServer {
           ca: tls.clientCa,
           requestCert: tls.clientCa !== undefined,
           rejectUnauthorized: false,
+          handshakeTimeout: limits.headersTimeoutMs,
+          settings,
         },
         handler,
       );
+      // The secure server runs Node's HTTP/1.1 timeout checks itself once listening; these are
+      // the fields those checks read (its constructor fixes them at 60 s and 5 min).
+      Object.assign(secure, http1Timeouts(limits));
       secure.on("connection", (socket: Socket) => this.track(socket));
       secure.on("secureConnection", (socket: TLSSocket) => {
         this.track(socket);
-        if (socket.alpnProtocol !== "h2") this.h1InFlight.set(socket, 0);
+        if (socket.alpnProtocol !== "h2") {
+          this.h1InFlight.set(socket, 0);
+          this.closeIfSilent(socket);
+        }
       });
       secure.on("request", (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse) => {
         if (!("stream" in request)) this.trackHttp1Request(request.socket, response as http.ServerResponse);
@@ -67,14 +92,18 @@ export class OnePortServer {
       this.h2 = secure;
       this.tcp = secure;
     } else {
-      const h1 = http.createServer(handler);
+      const h1 = http.createServer({ ...http1Timeouts(limits) }, handler);
       h1.on("request", (request: http.IncomingMessage, response: http.ServerResponse) =>
         this.trackHttp1Request(request.socket, response),
       );
+      // Node starts checking header and request timeouts when an http.Server starts listening.
+      // This one never listens (the sniffing net.Server below does), so it is told it did.
+      h1.emit("listening");
       this.h1 = h1;
-      this.h2 = http2.createServer(handler);
+      this.h2 = http2.createServer({ settings }, handler);
       this.tcp = net.createServer((socket) => this.accept(socket));
     }
+    this.tcp.maxConnections = limits.maxConnections;
     this.h2.on("session", (session: http2.ServerHttp2Session) => this.trackSession(session));
   }
 
@@ -95,6 +124,8 @@ export class OnePortServer {
   async close(graceMs: number): Promise<void> {
     this.closing = true;
     const stopped = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    // Stops its timeout checks; it never listened, so the error its callback gets means nothing.
+    this.h1?.close(() => undefined);
     for (const session of this.sessions) session.close();
     for (const [socket, inFlight] of this.h1InFlight) if (inFlight === 0) socket.destroy();
     const deadline = setTimeout(() => this.destroyAll(), graceMs);
@@ -105,7 +136,11 @@ export class OnePortServer {
 
   /** Remembers an open socket until it closes; returns false (and destroys it) when shutting down. */
   private track(socket: Socket): boolean {
+    if (this.sockets.has(socket)) return !this.closing;
     this.sockets.add(socket);
+    // A reset before HTTP/1.1 or HTTP/2 takes the socket over would otherwise be an uncaught
+    // exception; 'close' follows every error, and that is where the socket is forgotten.
+    socket.on("error", () => undefined);
     socket.on("close", () => {
       this.sockets.delete(socket);
       this.h1InFlight.delete(socket);
@@ -120,26 +155,43 @@ export class OnePortServer {
   private accept(socket: Socket): void {
     if (!this.track(socket)) return;
     const h1 = this.h1!;
-    // A connection that never says anything would otherwise be held forever.
-    const silent = setTimeout(() => socket.destroy(), FIRST_BYTES_TIMEOUT_MS);
-    socket.once("close", () => clearTimeout(silent));
+    // Until the first bytes say which protocol this is, nothing else bounds the connection.
+    const undecided = setTimeout(() => socket.destroy(), this.limits.headersTimeoutMs);
+    socket.once("close", () => clearTimeout(undecided));
+    let head = Buffer.alloc(0);
     // Peek in paused mode ('readable', not 'data'): the socket keeps reading from the network,
-    // and whatever was read stays buffered for the server that takes the connection over.
-    socket.once("readable", () => {
-      clearTimeout(silent);
-      const head = socket.read() as Buffer | null;
-      if (head === null) {
-        socket.destroy();
-        return;
-      }
+    // and whatever was read goes back for the server that takes the connection over.
+    const onReadable = () => {
+      const chunks = drain(socket);
+      // 'readable' with nothing to read is the end of the stream.
+      if (chunks.length === 0) return void socket.destroy();
+      head = Buffer.concat([head, ...chunks]);
+      const protocol = protocolOf(head);
+      if (protocol === undefined) return;
+      socket.off("readable", onReadable);
+      clearTimeout(undecided);
       socket.unshift(head);
-      if (head.subarray(0, 3).toString("latin1") === "PRI") {
+      if (protocol === "h2") {
         this.h2.emit("connection", socket);
       } else {
         this.h1InFlight.set(socket, 0);
         h1.emit("connection", socket);
       }
-    });
+    };
+    socket.on("readable", onReadable);
+  }
+
+  /**
+   * Node times out HTTP/1.1 requests only once they have begun; a TLS connection that never sends
+   * a byte after the handshake is closed here.
+   */
+  private closeIfSilent(socket: TLSSocket): void {
+    const before = socket.bytesRead;
+    const timer = setTimeout(() => {
+      if (socket.bytesRead === before) socket.destroy();
+    }, this.limits.headersTimeoutMs);
+    timer.unref();
+    socket.once("close", () => clearTimeout(timer));
   }
 
   private trackHttp1Request(socket: Socket, response: http.ServerResponse): void {
@@ -156,10 +208,63 @@ export class OnePortServer {
     this.sessions.add(session);
     session.on("close", () => this.sessions.delete(session));
     if (this.closing) session.close();
+    this.requireSettings(session);
+    this.closeWhenIdle(session);
+  }
+
+  /** A client must send its preface and SETTINGS first (RFC 9113 §3.4); one that stalls is cut. */
+  private requireSettings(session: http2.ServerHttp2Session): void {
+    const timer = setTimeout(() => session.destroy(), this.limits.headersTimeoutMs);
+    session.once("remoteSettings", () => clearTimeout(timer));
+    session.once("close", () => clearTimeout(timer));
+  }
+
+  /**
+   * Closes (GOAWAY, so clients reconnect cleanly) a connection that has had no call open for
+   * `idleTimeoutMs`. Streams, not bytes, count: a long Watch with nothing to say is not idle.
+   */
+  private closeWhenIdle(session: http2.ServerHttp2Session): void {
+    let open = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      timer = setTimeout(() => session.close(), this.limits.idleTimeoutMs);
+      timer.unref();
+    };
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      open++;
+      clearTimeout(timer);
+      stream.once("close", () => {
+        if (--open === 0 && !session.closed) arm();
+      });
+    });
+    session.once("close", () => clearTimeout(timer));
+    arm();
   }
 
   private destroyAll(): void {
     for (const session of this.sessions) session.destroy();
     for (const socket of this.sockets) socket.destroy();
   }
+}
+
+/** Node's HTTP/1.1 timeout settings; checked a few times per header timeout, at most once a second. */
+function http1Timeouts(limits: TransportLimits) {
+  return {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+  };
+}
+
+/** "h2", "h1", or undefined while the bytes so far could still begin either. */
+export function protocolOf(head: Buffer): "h1" | "h2" | undefined {
+  const compared = Math.min(head.length, PREFACE.length);
+  if (!head.subarray(0, compared).equals(PREFACE.subarray(0, compared))) return "h1";
+  return head.length >= PREFACE.length ? "h2" : undefined;
+}
+
+function drain(socket: Socket): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) chunks.push(chunk);
+  return chunks;
 }

@@ -1,4 +1,3 @@
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { DescFile } from "@bufbuild/protobuf";
 import { file_clusterplane_v1_cluster_pool } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
@@ -20,6 +19,9 @@ import { HealthStatus, registerHealth, ServingStatus } from "./health.js";
 import { httpRoutes, type Readiness } from "./http-routes.js";
 import { loggingInterceptor, type Logger } from "./logging.js";
 import { metricsInterceptor, ServerMetrics } from "./metrics.js";
+import { connectHandler } from "./connect-handler.js";
+import { guarded } from "./edge.js";
+import { DEFAULT_LIMITS, type EdgeLimits } from "./limits.js";
 import { OnePortServer } from "./one-port.js";
 import { registerReflection } from "./reflection.js";
 import { readTlsFiles } from "./tls-files.js";
@@ -74,6 +76,8 @@ export interface ServerConfig {
   tls?: TlsConfig;
   cors?: CorsConfig;
   metrics?: MetricsConfig;
+  /** What one caller may cost before it is authenticated (server.limits); defaults for what is unset. */
+  limits?: Partial<EdgeLimits>;
   /** pino level for the server's logger (used by `clusterplane serve`). */
   logLevel?: string;
 }
@@ -139,11 +143,14 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   };
   const metrics = new ServerMetrics(stores);
   const unsubscribeMetrics = sync?.onPass((report) => metrics.recordPass(report));
-  const connect = connectNodeAdapter({
+  const limits = { ...DEFAULT_LIMITS, ...config.limits };
+  const connect = connectHandler({
     routes,
     // Outermost first: metrics and logs see every call, including those auth refuses.
     interceptors: [metricsInterceptor(metrics), loggingInterceptor(logger), authInterceptor(auth), domainErrors],
     contextValues: requestContext,
+    limits,
+    logger,
   });
   const handler = httpRoutes({
     connect,
@@ -154,7 +161,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     readiness: () => readiness(stores, health),
     loopbackHostsOnly: !auth.enabled && !config.auth?.allowUnauthenticated,
   });
-  const transport = new OnePortServer(handler, tls);
+  const transport = new OnePortServer(guarded(handler, logger), limits, tls);
   let address;
   try {
     address = await transport.listen(config.port, config.host);

@@ -1,7 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { DomainError, type DomainErrorKind } from "../core/errors.js";
+import { DomainError, shorten, type DomainErrorKind, type FieldViolation } from "../core/errors.js";
 
 const CODES: Record<DomainErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -11,12 +11,37 @@ const CODES: Record<DomainErrorKind, Code> = {
   aborted: Code.Aborted,
 };
 
+/**
+ * What one error may put into trailers. Validators quote values shortly already; this bounds
+ * the sum, since grpcio (8 KiB) and others reset a stream whose headers outgrow their limit and
+ * then fail other calls on the same connection.
+ */
+const MAX_MESSAGE_CHARS = 1024;
+const MAX_VIOLATION_CHARS = 2048;
+const MAX_FIELD_CHARS = 200;
+const MAX_DESCRIPTION_CHARS = 400;
+
 /** Turns a domain error into the status a client sees; field violations travel as BadRequest. */
 export function toConnectError(error: DomainError): ConnectError {
-  const details = error.violations.length
-    ? [{ desc: BadRequestSchema, value: create(BadRequestSchema, { fieldViolations: [...error.violations] }) }]
+  const violations = boundedViolations(error.violations);
+  const details = violations.length
+    ? [{ desc: BadRequestSchema, value: create(BadRequestSchema, { fieldViolations: violations }) }]
     : [];
-  return new ConnectError(error.message, CODES[error.kind], undefined, details);
+  return new ConnectError(shorten(error.message, MAX_MESSAGE_CHARS), CODES[error.kind], undefined, details);
+}
+
+/** The first violations, each shortened, as many as fit MAX_VIOLATION_CHARS. */
+function boundedViolations(violations: readonly FieldViolation[]): FieldViolation[] {
+  const kept: FieldViolation[] = [];
+  let size = 0;
+  for (const violation of violations) {
+    const field = shorten(violation.field, MAX_FIELD_CHARS);
+    const description = shorten(violation.description, MAX_DESCRIPTION_CHARS);
+    size += field.length + description.length;
+    if (size > MAX_VIOLATION_CHARS) break;
+    kept.push({ field, description });
+  }
+  return kept;
 }
 
 /** Maps domain errors thrown anywhere below a handler to their gRPC codes. */
