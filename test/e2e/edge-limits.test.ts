@@ -264,7 +264,7 @@ describe("slow and silent clients", () => {
 describe("HTTP/2 streams and idle connections", () => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startTestServer({ limits: { maxConcurrentStreams: 7, idleTimeoutMs: 300 } });
+    server = await startTestServer({ limits: { maxConcurrentStreams: 7, idleTimeoutMs: 1_000 } });
   });
   afterAll(() => server.stop());
 
