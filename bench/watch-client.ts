@@ -43,7 +43,6 @@ for (let i = 0; i < count; i++) {
 
 createInterface({ input: process.stdin }).on("line", (line) => {
   if (line === "report") {
-    process.stdout.write(`${JSON.stringify(Object.fromEntries(arrivals))}\n`);
-    process.exit(0);
+    process.stdout.write(`${JSON.stringify(Object.fromEntries(arrivals))}\n`, () => process.exit(0));
   }
 });

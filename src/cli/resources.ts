@@ -5,9 +5,13 @@ import {
   ClusterSchema,
   ClusterState,
   ClusterStateSchema,
+  ConditionStatus,
+  ConditionStatusSchema,
   SyncHealth,
   type Cluster,
+  type ClusterCondition,
 } from "../../gen/clusterplane/v1/cluster_pb.js";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import {
   ClusterPoolConfigSchema,
   ClusterPoolSchema,
@@ -21,6 +25,7 @@ import { ClusterLabelSchema, WeightedClusterSchema, type ClusterLabel, type Weig
 import { ProjectSchema, ProjectState, ProjectStateSchema, type Project } from "../../gen/clusterplane/v1/project_pb.js";
 import { QueueSchema, QueueState, QueueStateSchema, type Queue } from "../../gen/clusterplane/v1/queue_pb.js";
 import { CliError } from "./exit.js";
+import { renderTable, type Column } from "./output.js";
 import { clusterManifest, labelManifest, poolManifest, projectManifest, queueManifest } from "./manifests.js";
 import { ResourceKind } from "../../gen/clusterplane/v1/watch_pb.js";
 import { registerNamedResource, repeatable, splitPair, type NamedResource, type Verbs } from "./verbs.js";
@@ -125,6 +130,21 @@ const SYNC_WORDS: Record<SyncHealth, string> = {
   [SyncHealth.DEGRADED]: "DEGRADED",
 };
 
+/** READY as kubectl shows it: the API server answers and the credentials may provision. */
+function readiness(cluster: Cluster): string {
+  if (cluster.conditions.length === 0) return "";
+  const holds = (type: string) => cluster.conditions.find((condition) => condition.type === type)?.status === ConditionStatus.TRUE;
+  return holds("Reachable") && holds("Authorized") ? "True" : "False";
+}
+
+const CONDITION_COLUMNS: Column<ClusterCondition>[] = [
+  { header: "CONDITION", cell: (condition) => condition.type },
+  { header: "STATUS", cell: (condition) => shortName(ConditionStatusSchema, condition.status) },
+  { header: "REASON", cell: (condition) => condition.reason },
+  { header: "SINCE", cell: (condition) => (condition.lastTransitionTime ? timestampDate(condition.lastTransitionTime).toISOString() : "") },
+  { header: "MESSAGE", cell: (condition) => condition.message },
+];
+
 const clusters: NamedResource<typeof ClusterSchema> = {
   noun: "cluster",
   kind: ResourceKind.CLUSTER,
@@ -139,9 +159,15 @@ const clusters: NamedResource<typeof ClusterSchema> = {
     { header: "ENDPOINT", cell: (cluster) => cluster.endpoint || (cluster.auth?.method.case === "inCluster" ? "(in-cluster)" : "") },
     { header: "ENABLED", cell: (cluster) => String(cluster.enabled ?? true) },
     { header: "STATE", cell: (cluster) => shortName(ClusterStateSchema, cluster.state) },
+    { header: "READY", cell: readiness },
+    { header: "PROVISIONED", cell: (cluster) => (cluster.conditions.length ? `${cluster.syncStatus?.projectDomainsProvisioned ?? 0}/${cluster.syncStatus?.projectDomainsDesired ?? 0}` : "") },
     { header: "SYNC", cell: (cluster) => SYNC_WORDS[cluster.syncStatus?.health ?? SyncHealth.UNSPECIFIED] ?? "" },
     { header: "LAST ERROR", cell: (cluster) => cluster.syncStatus?.lastError ?? "" },
   ],
+  details: (cluster) =>
+    cluster.conditions.length === 0
+      ? "\nNo conditions yet: the cluster has not been through a sync pass.\n"
+      : `\n${renderTable(CONDITION_COLUMNS, cluster.conditions)}`,
   listOptions: [
     new Option("--pool <pool>", "only clusters of this pool"),
     new Option("--state <state>", "only active or drained clusters").argParser(enumFlag(ClusterStateSchema, "--state")),

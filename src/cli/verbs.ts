@@ -45,6 +45,8 @@ export interface NamedResource<S extends DescMessage> extends Watchable<S> {
   update(session: Session, item: MessageShape<S>, fields: string[] | "all"): Promise<MessageShape<S>>;
   remove?(session: Session, key: string): Promise<void>;
   lifecycle: Partial<Record<Lifecycle, { past: string; call(session: Session, key: string): Promise<MessageShape<S>> }>>;
+  /** More about one object, shown under its row by `get NOUN NAME` (a cluster's conditions). */
+  details?(item: MessageShape<S>): string;
 }
 
 type Flags = Record<string, unknown>;
@@ -177,7 +179,9 @@ export function registerNamedResource<S extends DescMessage>(verbs: Verbs, resou
       return;
     }
     if (key) {
-      printOne(format(flags), resource, await resource.get(session, key));
+      const item = await resource.get(session, key);
+      printOne(format(flags), resource, item);
+      if (format(flags) === "table" && resource.details) process.stdout.write(resource.details(item));
       return;
     }
     const { items, truncated } = await collect(

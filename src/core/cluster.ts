@@ -1,5 +1,6 @@
 import { isAbsolute, normalize } from "node:path/posix";
 import { quoteValue, Violations } from "./errors.js";
+import type { ClusterFailureKind, Condition, ObjectFailure } from "./pass-outcome.js";
 
 export type ClusterState = "ACTIVE" | "DRAINED";
 
@@ -17,6 +18,15 @@ export interface SyncStatus {
   objectsFailed: number;
   consecutiveFailures: number;
   lastError: string;
+  /** Reachable, Authorized, Provisioned, Degraded after the last pass. */
+  conditions: Condition[];
+  /** The objects that failed on their own in the last pass (bounded). */
+  objectFailures: ObjectFailure[];
+  /** What stopped the last pass for the whole cluster; "" when nothing did. */
+  failureKind: ClusterFailureKind | "";
+  /** Project-domains provisioned on the cluster, of those it should have. */
+  projectDomainsProvisioned: number;
+  projectDomainsDesired: number;
 }
 
 export interface Cluster {
@@ -30,6 +40,8 @@ export interface Cluster {
   createTime: Date;
   updateTime: Date;
   etag: string;
+  /** The change-log revision that last changed it (0 before the log existed). */
+  revision: number;
   /** Null until the sync loop has tried the cluster. */
   sync: SyncStatus | null;
 }

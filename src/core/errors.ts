@@ -14,7 +14,9 @@ export type DomainErrorKind =
   | "not_found"
   | "already_exists"
   | "failed_precondition"
-  | "aborted";
+  | "aborted"
+  /** A transient condition (the database is locked by another writer): retrying helps. */
+  | "unavailable";
 
 export class DomainError extends Error {
   constructor(
@@ -46,6 +48,10 @@ export function failedPrecondition(message: string): DomainError {
 
 export function aborted(message: string): DomainError {
   return new DomainError("aborted", message);
+}
+
+export function unavailable(message: string): DomainError {
+  return new DomainError("unavailable", message);
 }
 
 /**

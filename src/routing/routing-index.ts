@@ -1,4 +1,5 @@
 import type { Cluster } from "../core/cluster.js";
+import { clusterIneligibility } from "../core/pass-outcome.js";
 import type { AssignmentKey } from "../core/execution-cluster-label.js";
 import type { ProjectState } from "../core/project.js";
 import type { QueueState } from "../core/queue.js";
@@ -12,6 +13,8 @@ export interface RoutableCluster extends WeightedChoice {
   endpoint: string;
   /** Why the cluster may not take new executions, or "" when it may. */
   ineligibleBecause: string;
+  /** `project\0domain` of every provisioned project-domain; null when routing does not wait for sync. */
+  provisioned: ReadonlySet<string> | null;
 }
 
 export interface RoutableQueue {
@@ -22,8 +25,8 @@ export interface RoutableQueue {
 
 /**
  * Everything SelectCluster reads, held in memory so the routing hot path runs no SQL. Built from
- * the store at start and kept current from the store's change feed: each change reloads only the
- * row it names.
+ * the store at start and kept current from the change log — this process's writes and every other
+ * process's alike: each entry reloads only the row it names.
  */
 export class RoutingIndex {
   private readonly clusters = new Map<string, RoutableCluster>();
@@ -37,14 +40,15 @@ export class RoutingIndex {
 
   /**
    * @param honorSyncStatus whether routing waits for the sync loop: a cluster is routed to only
-   *   once a pass has provisioned it, and not while passes cannot reach it. Off when this process
-   *   runs no sync loop, so a stale or missing verdict cannot exclude a cluster forever.
+   *   once a pass has provisioned it, and not while passes cannot reach it. On wherever sync is
+   *   enabled (the leader's verdicts reach every server through the log); off when sync is off, so
+   *   a stale or missing verdict cannot exclude a cluster forever.
    */
   constructor(
     private readonly stores: Stores,
     private readonly honorSyncStatus = false,
   ) {
-    this.reloadClusters();
+    this.loadClusters();
     for (const label of stores.labels.all()) this.labels.set(key(label.org, label.name), members(label.clusters));
     for (const assignment of stores.assignments.all()) this.assignments.set(assignmentKey(assignment), assignment.value);
     for (const [org, label] of stores.labels.allDefaults()) this.defaults.set(org, label);
@@ -54,15 +58,34 @@ export class RoutingIndex {
     this.unsubscribe = stores.changes.subscribe((change) => this.apply(change));
   }
 
-  /**
-   * Reads every cluster again. The change feed covers this process's writes; a `sync --once` run
-   * from another process writes sync status only to the database, so the server calls this
-   * periodically.
-   */
-  reloadClusters(): void {
+  private loadClusters(): void {
     this.clusters.clear();
-    for (const cluster of this.stores.clusters.all()) this.clusters.set(key(cluster.org, cluster.name), this.routable(cluster));
+    const provisioned = new Map<string, Set<string>>();
+    if (this.honorSyncStatus) {
+      for (const row of this.stores.sync.allProvisioned()) {
+        const clusterKey = key(row.org, row.cluster);
+        const pairs = provisioned.get(clusterKey) ?? new Set<string>();
+        pairs.add(pairKey(row.project, row.domain));
+        provisioned.set(clusterKey, pairs);
+      }
+    }
+    for (const cluster of this.stores.clusters.all()) {
+      const clusterKey = key(cluster.org, cluster.name);
+      this.clusters.set(clusterKey, this.routable(cluster, provisioned.get(clusterKey) ?? new Set()));
+    }
     this.eligibleByOrg.clear();
+  }
+
+  /**
+   * Why `cluster` may not take an execution of project-domain P/D, or "" when it may: the cluster
+   * must be eligible, and — where routing waits for sync — P/D's namespace must be provisioned there.
+   */
+  ineligibility(cluster: RoutableCluster, project: string, domain: string): string {
+    if (cluster.ineligibleBecause) return cluster.ineligibleBecause;
+    if (cluster.provisioned && !cluster.provisioned.has(pairKey(project, domain))) {
+      return `not provisioned for ${project}/${domain} yet (its namespace is created by the cluster's next sync pass)`;
+    }
+    return "";
   }
 
   close(): void {
@@ -110,15 +133,28 @@ export class RoutingIndex {
       .sort(byName);
   }
 
-  private routable(cluster: Cluster): RoutableCluster {
-    let ineligibleBecause = "";
-    if (!cluster.enabled) ineligibleBecause = "disabled";
-    else if (cluster.state === "DRAINED") ineligibleBecause = "drained";
-    else if (this.honorSyncStatus && !cluster.sync) ineligibleBecause = "not provisioned yet (waiting for its first sync pass)";
-    else if (this.honorSyncStatus && cluster.sync && cluster.sync.consecutiveFailures > 0) {
-      ineligibleBecause = `failing sync (${cluster.sync.lastError})`;
-    }
-    return { org: cluster.org, name: cluster.name, weight: 1, pool: cluster.pool, endpoint: cluster.endpoint, ineligibleBecause };
+  private routable(cluster: Cluster, provisioned: ReadonlySet<string>): RoutableCluster {
+    return {
+      org: cluster.org,
+      name: cluster.name,
+      weight: 1,
+      pool: cluster.pool,
+      endpoint: cluster.endpoint,
+      ineligibleBecause: this.clusterProblem(cluster),
+      provisioned: this.honorSyncStatus ? provisioned : null,
+    };
+  }
+
+  /** Each reason says what would make the cluster routable again. */
+  private clusterProblem(cluster: Cluster): string {
+    if (!cluster.enabled) return "disabled (UpdateCluster with enabled: true routes to it again)";
+    if (cluster.state === "DRAINED") return "drained (ActivateCluster routes to it again)";
+    if (!this.honorSyncStatus) return "";
+    if (!cluster.sync) return "not provisioned yet (waiting for its first sync pass)";
+    const problem = clusterIneligibility(cluster.sync.conditions);
+    if (problem) return `failing sync: ${problem}`;
+    // Statuses written before conditions existed.
+    return cluster.sync.conditions.length === 0 && cluster.sync.consecutiveFailures > 0 ? `failing sync: ${cluster.sync.lastError}` : "";
   }
 
   private apply(change: Change): void {
@@ -127,7 +163,8 @@ export class RoutingIndex {
       case "cluster":
       case "cluster-sync": {
         const cluster = stores.clusters.find(change.org, change.name);
-        setOrDelete(this.clusters, key(change.org, change.name), cluster && this.routable(cluster));
+        const pairs = cluster && this.honorSyncStatus ? stores.sync.provisioned(change.org, change.name).map((p) => pairKey(p.project, p.domain)) : [];
+        setOrDelete(this.clusters, key(change.org, change.name), cluster && this.routable(cluster, new Set(pairs)));
         this.eligibleByOrg.delete(change.org);
         return;
       }
@@ -160,6 +197,10 @@ function setOrDelete<V>(map: Map<string, V>, mapKey: string, value: V | undefine
 // NUL cannot occur in any validated name, so joined keys never collide.
 function key(org: string, name: string): string {
   return `${org}\0${name}`;
+}
+
+function pairKey(project: string, domain: string): string {
+  return `${project}\0${domain}`;
 }
 
 function assignmentKey(scope: AssignmentKey): string {

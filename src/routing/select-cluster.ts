@@ -30,7 +30,7 @@ const SCOPE_WORDS: Record<AssignmentScope, string> = {
 export function selectCluster(index: RoutingIndex, request: SelectRequest): Selection {
   requireRoutableProject(index, request.org, request.project);
   const { target } = request;
-  if (target?.kind === "cluster") return explicitCluster(index, request.org, target.name);
+  if (target?.kind === "cluster") return explicitCluster(index, request, target.name);
   if (target?.kind === "label") return fromLabel(index, request, target.name, `label ${target.name} from the request`, "label");
   if (target?.kind === "queue") return fromQueue(index, request, target.name);
 
@@ -40,13 +40,13 @@ export function selectCluster(index: RoutingIndex, request: SelectRequest): Sele
     return fromLabel(index, request, resolved.value, reason, "");
   }
 
-  const eligible = index.eligibleClusters(request.org);
+  const eligible = index.eligibleClusters(request.org).filter((cluster) => index.ineligibility(cluster, request.project, request.domain) === "");
   const picked = weightedPick(eligible, request.executionId);
   if (!picked) {
     const clusters = index.clustersOf(request.org);
     if (clusters.length === 0) throw failedPrecondition("no cluster is registered; register one (CreateCluster)");
-    const why = clusters.map((cluster) => `"${cluster.name}" is ${cluster.ineligibleBecause}`).join(", ");
-    throw failedPrecondition(`no cluster can take executions: ${why}; activate, enable or repair one`);
+    const why = clusters.map((cluster) => `"${cluster.name}" is ${index.ineligibility(cluster, request.project, request.domain)}`).join("; ");
+    throw failedPrecondition(`no cluster can take executions of ${request.project}/${request.domain}: ${why}`);
   }
   return answer(picked, "", "no label assigned: any eligible cluster");
 }
@@ -56,12 +56,11 @@ function requireRoutableProject(index: RoutingIndex, org: string, project: strin
   if (problem) throw failedPrecondition(problem);
 }
 
-function explicitCluster(index: RoutingIndex, org: string, name: string): Selection {
-  const cluster = index.cluster(org, name);
+function explicitCluster(index: RoutingIndex, request: SelectRequest, name: string): Selection {
+  const cluster = index.cluster(request.org, name);
   if (!cluster) throw invalidArgument([{ field: "cluster", description: `cluster "${name}" is not registered` }]);
-  if (cluster.ineligibleBecause) {
-    throw failedPrecondition(`cluster "${name}" cannot take new executions: it is ${cluster.ineligibleBecause}`);
-  }
+  const problem = index.ineligibility(cluster, request.project, request.domain);
+  if (problem) throw failedPrecondition(`cluster "${name}" cannot take this execution: it is ${problem}`);
   return answer(cluster, "", "cluster from the request");
 }
 
@@ -97,13 +96,14 @@ function pick(
   const excluded: string[] = [];
   for (const member of members) {
     const cluster = index.cluster(request.org, member.name);
-    if (cluster && cluster.ineligibleBecause === "") eligible.push({ cluster, name: member.name, weight: member.weight });
-    else excluded.push(`"${member.name}" is ${cluster ? cluster.ineligibleBecause : "not registered"}`);
+    const problem = cluster ? index.ineligibility(cluster, request.project, request.domain) : "not registered";
+    if (cluster && problem === "") eligible.push({ cluster, name: member.name, weight: member.weight });
+    else excluded.push(`"${member.name}" is ${problem}`);
   }
   const picked = weightedPick(eligible, request.executionId);
   if (!picked) {
-    const why = excluded.length ? excluded.join(", ") : "it has no clusters";
-    throw failedPrecondition(`${source} has no cluster that can take executions: ${why}; activate or enable one, or route elsewhere`);
+    const why = excluded.length ? excluded.join("; ") : "it has no clusters";
+    throw failedPrecondition(`${source} has no cluster that can take executions of ${request.project}/${request.domain}: ${why}`);
   }
   return answer(picked.cluster, label, reason);
 }

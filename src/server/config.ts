@@ -12,6 +12,7 @@ import { parseLimits } from "./limits.js";
 import { LOG_LEVELS } from "./logging.js";
 import type { ServerConfig, TlsConfig } from "./server.js";
 import { readTlsFiles } from "./tls-files.js";
+import { DEFAULT_LEASE_TIMINGS } from "../store/leader-lease.js";
 import { parseTokens } from "./tokens.js";
 
 /** Flags as given on the command line; each overrides its environment variable, then the config file. */
@@ -49,12 +50,15 @@ export const CONFIG_DEFAULTS = {
  * `parseSyncSettings` reads (the same keys as a `--sync-config` file) and checks them itself.
  */
 export const CONFIG_KEYS = {
-  server: ["host", "port", "database", "shutdownGrace", "domains", "limits"],
+  server: ["host", "port", "database", "shutdownGrace", "domains", "lockTimeout", "limits"],
   log: ["level"],
   auth: ["tokensFile", "allowUnauthenticated", "clientCertificates"],
   tls: ["certFile", "keyFile", "clientCaFile", "requireClientCertificate"],
   cors: ["allowedOrigins"],
   metrics: ["public"],
+  changeLog: ["followInterval", "retainEntries", "retainFor", "compactInterval"],
+  leaderElection: ["leaseDuration", "renewInterval", "renewDeadline", "retryInterval"],
+  watch: ["progressInterval", "maxQueuedChanges", "maxStreamsPerCaller"],
   // Checked by parseSyncSettings, which owns them (the keys of a --sync-config file).
   sync: [],
 } as const satisfies Record<string, readonly string[]>;
@@ -175,8 +179,72 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
   const metricsPublic = choose(fromEnv("CLUSTERPLANE_METRICS_PUBLIC"), fromFile("metrics", "public"));
   config.metrics = { public: metricsPublic ? (boolean(metricsPublic, problems) ?? true) : CONFIG_DEFAULTS.metricsPublic };
 
+  readReplicationSettings(config, fromFile, problems);
   problems.throwIfAny();
   return config;
+}
+
+/** The change log, the sync leader lease and Watch streams: file settings, each with a default. */
+function readReplicationSettings(
+  config: ServerConfig,
+  fromFile: (section: Section, key: string) => Sourced | undefined,
+  problems: Violations,
+): void {
+  const duration = (section: Section, key: string) => {
+    const setting = fromFile(section, key);
+    return setting ? milliseconds(setting, 3_600_000, problems) : undefined;
+  };
+  const count = (section: Section, key: string, max: number) => {
+    const setting = fromFile(section, key);
+    return setting ? integer(setting, 1, max, problems) : undefined;
+  };
+  const lockTimeout = duration("server", "lockTimeout");
+  if (lockTimeout !== undefined) config.lockTimeoutMs = lockTimeout;
+  config.changeLog = definedOnly({
+    followIntervalMs: duration("changeLog", "followInterval"),
+    retainEntries: count("changeLog", "retainEntries", 100_000_000),
+    retainMs: retention(fromFile("changeLog", "retainFor"), problems),
+    compactIntervalMs: duration("changeLog", "compactInterval"),
+  });
+  const lease = definedOnly({
+    durationMs: duration("leaderElection", "leaseDuration"),
+    renewIntervalMs: duration("leaderElection", "renewInterval"),
+    renewDeadlineMs: duration("leaderElection", "renewDeadline"),
+    retryIntervalMs: duration("leaderElection", "retryInterval"),
+  });
+  if (Object.keys(lease).length > 0) {
+    const timings = { ...DEFAULT_LEASE_TIMINGS, ...lease };
+    if (!(timings.renewIntervalMs < timings.renewDeadlineMs && timings.renewDeadlineMs < timings.durationMs)) {
+      problems.add(
+        "leaderElection",
+        `renewInterval (${timings.renewIntervalMs} ms) < renewDeadline (${timings.renewDeadlineMs} ms) < leaseDuration (${timings.durationMs} ms) must hold, ` +
+          "so a leader that cannot renew stops before anyone else may start",
+      );
+    }
+    config.leaderLease = timings;
+  }
+  config.watch = definedOnly({
+    progressIntervalMs: duration("watch", "progressInterval"),
+    maxQueuedChanges: count("watch", "maxQueuedChanges", 10_000_000),
+    maxStreamsPerCaller: count("watch", "maxStreamsPerCaller", 100_000),
+  });
+}
+
+const MAX_RETENTION_MS = 365 * 24 * 3_600_000;
+
+/** Retention is often days (`72h`); at most a year. */
+function retention(setting: Sourced | undefined, problems: Violations): number | undefined {
+  if (!setting) return undefined;
+  const ms = parseDuration(setting.value);
+  if (ms === null || ms <= 0 || ms > MAX_RETENTION_MS) {
+    problems.add(setting.source, `${JSON.stringify(setting.value)} must be a duration such as 30m or 72h (at most a year)`);
+    return undefined;
+  }
+  return ms;
+}
+
+function definedOnly<T extends object>(values: T): Partial<{ [K in keyof T]: Exclude<T[K], undefined> }> {
+  return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) as never;
 }
 
 /** Reads and checks the shape of the YAML configuration file: known sections and keys only. */

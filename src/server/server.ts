@@ -6,15 +6,18 @@ import { file_clusterplane_v1_queue } from "../../gen/clusterplane/v1/queue_pb.j
 import { file_clusterplane_v1_project } from "../../gen/clusterplane/v1/project_pb.js";
 import { file_clusterplane_v1_execution_cluster_label } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { file_health_v1_health } from "../../gen/health/v1/health_pb.js";
+import { file_clusterplane_v1_watch, WatchService } from "../../gen/clusterplane/v1/watch_pb.js";
 import { domainErrors } from "../services/errors.js";
 import { registerServices } from "../services/index.js";
 import { RoutingIndex } from "../routing/routing-index.js";
 import { openStores, type Stores } from "../store/stores.js";
-import { SyncLoop } from "../sync/sync-loop.js";
+import type { SyncLoop } from "../sync/sync-loop.js";
+import { DEFAULT_LEASE_TIMINGS, type LeaseTimings } from "../store/leader-lease.js";
+import { DEFAULT_WATCH_OPTIONS, WatchHub, type WatchOptions } from "../services/watch-service.js";
 import type { SyncSettings } from "../sync/sync-settings.js";
 import type { Role } from "../core/roles.js";
 import { isSchemaCurrent, schemaVersion } from "../store/database.js";
-import { authInterceptor, Authenticator, checkExposure, isLoopback, requestContext } from "./auth.js";
+import { authInterceptor, Authenticator, checkExposure, identityKey, isLoopback, requestContext } from "./auth.js";
 import { HealthStatus, registerHealth, ServingStatus } from "./health.js";
 import { httpRoutes, type Readiness } from "./http-routes.js";
 import { loggingInterceptor, type Logger } from "./logging.js";
@@ -24,6 +27,7 @@ import { guarded } from "./edge.js";
 import { DEFAULT_LIMITS, type EdgeLimits } from "./limits.js";
 import { OnePortServer } from "./one-port.js";
 import { registerReflection } from "./reflection.js";
+import { SyncLeadership } from "./sync-leadership.js";
 import { readTlsFiles } from "./tls-files.js";
 import { TokenFile } from "./tokens.js";
 
@@ -55,9 +59,25 @@ export interface MetricsConfig {
   public: boolean;
 }
 
+/** How this process follows the change log, and how much of it is kept. */
+export interface ChangeLogConfig {
+  /** How often to look for commits by other processes (one cheap pragma when there are none). */
+  followIntervalMs: number;
+  /** Entries kept behind the newest; older ones are compacted away. */
+  retainEntries: number;
+  /** Entries younger than this are kept whatever their number. */
+  retainMs: number;
+  /** How often to compact. */
+  compactIntervalMs: number;
+}
 
-/** How often routing re-reads clusters, for sync status written by other processes. */
-const ROUTING_REFRESH_MS = 5_000;
+export const DEFAULT_CHANGE_LOG_CONFIG: ChangeLogConfig = {
+  followIntervalMs: 100,
+  retainEntries: 100_000,
+  retainMs: 24 * 3_600_000,
+  compactIntervalMs: 60_000,
+};
+
 export interface ServerConfig {
   /** Address to bind, for example 127.0.0.1 or 0.0.0.0. */
   host: string;
@@ -69,8 +89,15 @@ export interface ServerConfig {
   shutdownGraceMs: number;
   /** The domains every project is provisioned for; development, staging, production by default. */
   domains?: readonly string[];
-  /** The cluster-sync loop; it runs in the server process unless disabled. */
+  /** The cluster-sync loop; it runs in the one server process that holds the database's sync lease. */
   sync?: SyncSettings;
+  /** Timings of the sync lease (which process runs the loop); controller-runtime's defaults. */
+  leaderLease?: LeaseTimings;
+  /** How long a write waits for another process's write lock before failing with UNAVAILABLE. */
+  lockTimeoutMs?: number;
+  changeLog?: Partial<ChangeLogConfig>;
+  /** Watch stream limits and progress markers. */
+  watch?: Partial<Omit<WatchOptions, "callerOf">>;
   auth?: AuthConfig;
   /** Serve TLS (HTTP/2 via ALPN and HTTP/1.1) instead of cleartext. */
   tls?: TlsConfig;
@@ -90,8 +117,10 @@ export interface RunningServer {
   stores: Stores;
   health: HealthStatus;
   metrics: ServerMetrics;
-  /** The running sync loop, or null when sync is off. */
-  sync: SyncLoop | null;
+  /** The running sync loop, or null when sync is off or another process leads it. */
+  readonly sync: SyncLoop | null;
+  /** Who runs the sync loop for this database; null when sync is off. */
+  leadership: SyncLeadership | null;
   /** Graceful shutdown: stop accepting, finish in-flight calls, close the database. */
   close(): Promise<void>;
 }
@@ -103,6 +132,7 @@ const REFLECTED_FILES: readonly DescFile[] = [
   file_clusterplane_v1_queue,
   file_clusterplane_v1_execution_cluster_label,
   file_clusterplane_v1_project,
+  file_clusterplane_v1_watch,
   file_health_v1_health,
 ];
 
@@ -125,24 +155,35 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     requireClientCertificate: config.tls?.requireClientCertificate ?? false,
     certificateRoles: config.auth?.clientCertificates ?? {},
   });
-  const stores = openStores({ path: config.databasePath, domains: config.domains });
+  const stores = openStores({ path: config.databasePath, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
   stores.changes.onListenerError = (error, change) => logger.error({ err: error, change }, "a listener of store changes failed");
+  const changeLog = { ...DEFAULT_CHANGE_LOG_CONFIG, ...config.changeLog };
   const routing = new RoutingIndex(stores, config.sync?.enabled ?? false);
-  // Sync status written by `clusterplane sync --once` from another process reaches routing here.
-  const routingRefresh = setInterval(() => routing.reloadClusters(), ROUTING_REFRESH_MS);
-  routingRefresh.unref();
-  const sync = config.sync?.enabled ? new SyncLoop(stores, config.sync, logger) : null;
+  // Every in-memory view follows the log, so writes by other processes reach them here.
+  stores.changes.follow(changeLog.followIntervalMs);
+  const compaction = setInterval(() => compactChangeLog(stores, changeLog, logger), changeLog.compactIntervalMs);
+  compaction.unref();
+  const leadership = config.sync?.enabled
+    ? new SyncLeadership(stores, config.sync, config.leaderLease ?? DEFAULT_LEASE_TIMINGS, logger)
+    : null;
   const health = new HealthStatus();
+  const watch = new WatchHub(stores, {
+    ...DEFAULT_WATCH_OPTIONS,
+    ...config.watch,
+    callerOf: (context) => context.values.get(identityKey)?.name ?? "anonymous",
+  });
   const routes = (router: ConnectRouter) => {
     registerServices(router, stores, routing, {
       namespaces: config.sync?.provisioning,
       credentialDirectories: config.sync?.credentialDirectories,
     });
+    router.service(WatchService, watch.service());
     registerReflection(router, REFLECTED_FILES);
     registerHealth(router, health);
   };
   const metrics = new ServerMetrics(stores);
-  const unsubscribeMetrics = sync?.onPass((report) => metrics.recordPass(report));
+  const unsubscribeMetrics = leadership?.onPass((report) => metrics.recordPass(report));
+
   const limits = { ...DEFAULT_LIMITS, ...config.limits };
   const connect = connectHandler({
     routes,
@@ -158,7 +199,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     metrics,
     metricsPublic: config.metrics?.public ?? true,
     auth,
-    readiness: () => readiness(stores, health),
+    readiness: () => readiness(stores, health, leadership),
     loopbackHostsOnly: !auth.enabled && !config.auth?.allowUnauthenticated,
   });
   const transport = new OnePortServer(guarded(handler, logger), limits, tls);
@@ -167,7 +208,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     address = await transport.listen(config.port, config.host);
   } catch (error) {
     tokens?.close();
-    clearInterval(routingRefresh);
+    stores.changes.unfollow();
+    clearInterval(compaction);
     routing.close();
     stores.db.close();
     throw error;
@@ -175,7 +217,14 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   if (!auth.enabled && !isLoopback(config.host)) {
     logger.warn({ host: config.host }, "serving WITHOUT authentication beyond loopback (auth.allowUnauthenticated): anyone who reaches the port is an admin");
   }
-  sync?.start();
+  leadership?.start();
+  metrics.leadsSync = () => leadership?.isLeader ?? false;
+  logger.info(
+    { revision: stores.changes.appliedRevision, syncLeader: leadership ? leadership.leader || null : null, thisProcess: leadership?.identity ?? null },
+    leadership
+      ? leadership.isLeader ? "this process leads the cluster-sync loop" : `the cluster-sync loop is led by ${leadership.leader || "nobody yet"}; this process serves the API and follows`
+      : "the cluster-sync loop is off in this process",
+  );
   const host = address.address.includes(":") ? `[${address.address}]` : address.address;
   let closing: Promise<void> | undefined;
   return {
@@ -185,15 +234,20 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     stores,
     health,
     metrics,
-    sync,
+    get sync() {
+      return leadership?.sync ?? null;
+    },
+    leadership,
     close() {
       closing ??= (async () => {
         health.shutdown();
+        watch.close();
         await transport.close(config.shutdownGraceMs);
-        await sync?.stop();
+        await leadership?.stop();
         unsubscribeMetrics?.();
         tokens?.close();
-        clearInterval(routingRefresh);
+        stores.changes.unfollow();
+        clearInterval(compaction);
         routing.close();
         stores.db.close();
       })();
@@ -202,8 +256,21 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   };
 }
 
-/** `/readyz`: the database answers, every migration is applied, and shutdown has not begun. */
-function readiness(stores: Stores, health: HealthStatus): Readiness {
+/** Compaction is housekeeping: a failure (the lock was busy) is retried at the next interval. */
+function compactChangeLog(stores: Stores, config: ChangeLogConfig, logger: Logger): void {
+  try {
+    const removed = stores.changes.compact({ maxEntries: config.retainEntries, maxAgeMs: config.retainMs });
+    if (removed > 0) logger.debug({ removed, oldestResumable: stores.changes.oldestResumable() }, "change log compacted");
+  } catch (error) {
+    logger.warn({ err: error }, "cannot compact the change log now; retrying at the next interval");
+  }
+}
+
+/**
+ * `/readyz`: the database answers, every migration is applied, and shutdown has not begun. It
+ * also says who runs the sync loop (informational: a follower is as ready as the leader).
+ */
+function readiness(stores: Stores, health: HealthStatus, leadership: SyncLeadership | null): Readiness {
   const checks: Record<string, string> = {};
   let ready = true;
   try {
@@ -217,6 +284,12 @@ function readiness(stores: Stores, health: HealthStatus): Readiness {
     checks.migrations = "unknown";
     ready = false;
   }
+  checks.syncLeader = !leadership
+    ? "sync is off"
+    : leadership.isLeader
+      ? `this process (${leadership.identity})`
+      : `${leadership.leader || "nobody yet"} (this process is ${leadership.identity})`;
+  checks.changeLog = `revision ${stores.changes.appliedRevision}`;
   const serving = health.get("") === ServingStatus.SERVING;
   checks.serving = serving ? "serving" : "shutting down";
   return { ready: ready && serving, checks };

@@ -4,7 +4,9 @@ import {
   ClusterAuthSchema,
   ClusterSchema,
   ClusterService,
+  ClusterSyncStatusSchema,
   ClusterState as ClusterStateEnum,
+  ConditionStatus,
   SyncHealth,
   type Cluster as ClusterMessage,
   type ClusterAuth as ClusterAuthMessage,
@@ -19,6 +21,7 @@ import {
   type ClusterState,
 } from "../core/cluster.js";
 import { DEFAULT_POOL_NAME } from "../core/cluster-pool.js";
+import type { Condition } from "../core/pass-outcome.js";
 import { Violations } from "../core/errors.js";
 import { checkClusterName, checkResourceName } from "../core/names.js";
 import type { PageRequest } from "../core/paging.js";
@@ -141,8 +144,21 @@ export function toClusterMessage(cluster: Cluster): ClusterMessage {
     updateTime: toTimestamp(cluster.updateTime),
     etag: cluster.etag,
     revision: BigInt(cluster.revision),
+    conditions: (cluster.sync?.conditions ?? []).map((condition) => ({
+      type: condition.type,
+      status: CONDITION_STATUS[condition.status],
+      reason: condition.reason,
+      message: condition.message,
+      lastTransitionTime: toTimestamp(condition.lastTransitionTime),
+    })),
   });
 }
+
+const CONDITION_STATUS: Record<Condition["status"], ConditionStatus> = {
+  True: ConditionStatus.TRUE,
+  False: ConditionStatus.FALSE,
+  Unknown: ConditionStatus.UNKNOWN,
+};
 
 export function toSyncStatusMessage({ enabled, sync }: Pick<Cluster, "enabled" | "sync">) {
   let health = SyncHealth.UNSPECIFIED;
@@ -150,7 +166,7 @@ export function toSyncStatusMessage({ enabled, sync }: Pick<Cluster, "enabled" |
   else if (sync?.consecutiveFailures) health = SyncHealth.FAILING;
   else if (sync?.objectsFailed) health = SyncHealth.DEGRADED;
   else if (sync) health = SyncHealth.HEALTHY;
-  return {
+  return create(ClusterSyncStatusSchema, {
     health,
     lastAttemptTime: sync?.lastAttemptTime ? toTimestamp(sync.lastAttemptTime) : undefined,
     lastSuccessTime: sync?.lastSuccessTime ? toTimestamp(sync.lastSuccessTime) : undefined,
@@ -158,6 +174,10 @@ export function toSyncStatusMessage({ enabled, sync }: Pick<Cluster, "enabled" |
     objectsUnchanged: sync?.objectsUnchanged ?? 0,
     objectsFailed: sync?.objectsFailed ?? 0,
     consecutiveFailures: sync?.consecutiveFailures ?? 0,
+    projectDomainsProvisioned: sync?.projectDomainsProvisioned ?? 0,
+    projectDomainsDesired: sync?.projectDomainsDesired ?? 0,
+    failureKind: sync?.failureKind ?? "",
+    objectFailures: (sync?.objectFailures ?? []).map(({ key, kind, message }) => ({ key, kind, message })),
     lastError: sync?.lastError ?? "",
-  };
+  });
 }

@@ -9,6 +9,7 @@ const CODES: Record<DomainErrorKind, Code> = {
   already_exists: Code.AlreadyExists,
   failed_precondition: Code.FailedPrecondition,
   aborted: Code.Aborted,
+  unavailable: Code.Unavailable,
 };
 
 /**

@@ -8,7 +8,17 @@ import {
   type WatchRequest,
   type WatchResponse,
   WatchResponseSchema,
+  ClusterSyncStatusOfClusterSchema,
+  DefaultClusterLabelSchema,
+  ResourceChangeSchema,
+  ProgressSchema,
+  SnapshotCompleteSchema,
 } from "../../gen/clusterplane/v1/watch_pb.js";
+import { ClusterPoolSchema } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
+import { ClusterSchema } from "../../gen/clusterplane/v1/cluster_pb.js";
+import { QueueSchema } from "../../gen/clusterplane/v1/queue_pb.js";
+import { ProjectSchema } from "../../gen/clusterplane/v1/project_pb.js";
+import { ClusterLabelSchema } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import type { ClusterPool } from "../core/cluster-pool.js";
 import type { Cluster, SyncStatus } from "../core/cluster.js";
 import type { ClusterLabel } from "../core/cluster-label.js";
@@ -119,7 +129,7 @@ export class WatchHub {
       const snapshot = this.snapshot(request.org, kinds);
       for (const change of snapshot.changes) yield event({ case: "change", value: change });
       cursor = snapshot.revision;
-      yield event({ case: "snapshotComplete", value: { ...identity("clusterplane.v1.SnapshotComplete"), revision: BigInt(cursor) } });
+      yield event({ case: "snapshotComplete", value: create(SnapshotCompleteSchema, { revision: BigInt(cursor) }) });
     } else {
       cursor = Number(request.sinceRevision);
       this.requireRetained(cursor);
@@ -142,7 +152,7 @@ export class WatchHub {
         yield event({ case: "change", value: toChange(entry, this.stores) });
       }
       if (entries.length === 0 && !(await stream.wait(this.options.progressIntervalMs, stop))) {
-        yield event({ case: "progress", value: { ...identity("clusterplane.v1.Progress"), revision: BigInt(Math.max(cursor, this.stores.changes.appliedRevision)) } });
+        yield event({ case: "progress", value: create(ProgressSchema, { revision: BigInt(Math.max(cursor, this.stores.changes.appliedRevision)) }) });
       }
     }
   }
@@ -250,27 +260,25 @@ function event(value: WatchResponse["event"]): WatchResponse {
 
 function toChange(entry: LogEntry, stores: Stores): ResourceChange {
   const put = entry.op === "put";
-  return {
-    $typeName: "clusterplane.v1.ResourceChange",
+  return create(ResourceChangeSchema, {
     revision: BigInt(entry.revision),
     kind: RESOURCE_KINDS[entry.change.kind],
     operation: put ? ChangeOperation.PUT : ChangeOperation.DELETE,
     name: nameOf(entry.change),
     commitTime: toTimestamp(entry.commitTime),
     resource: resourceOf(entry.change, put ? entry.state : null, stores),
-  };
+  });
 }
 
 function snapshotChange(kind: ChangeKind, org: string, state: { revision?: number } & object, stores: Stores): ResourceChange {
   const change = changeOf(kind, org, state);
-  return {
-    $typeName: "clusterplane.v1.ResourceChange",
+  return create(ResourceChangeSchema, {
     revision: BigInt(state.revision ?? 0),
     kind: RESOURCE_KINDS[kind],
     operation: ChangeOperation.PUT,
     name: nameOf(change),
     resource: resourceOf(change, state, stores),
-  };
+  });
 }
 
 /** The key of a resource read in a snapshot, as the log would name it. */
@@ -295,15 +303,15 @@ function resourceOf(change: Change, state: unknown, stores: Stores): ResourceCha
   const { org } = change;
   switch (change.kind) {
     case "pool":
-      return { case: "clusterPool", value: state ? toPoolMessage(state as ClusterPool) : { ...identity("clusterplane.v1.ClusterPool"), org, name: change.name } as never };
+      return { case: "clusterPool", value: state ? toPoolMessage(state as ClusterPool) : create(ClusterPoolSchema, { org, name: change.name }) };
     case "cluster":
-      return { case: "cluster", value: state ? toClusterMessage(state as Cluster) : { ...identity("clusterplane.v1.Cluster"), org, name: change.name } as never };
+      return { case: "cluster", value: state ? toClusterMessage(state as Cluster) : create(ClusterSchema, { org, name: change.name }) };
     case "queue":
-      return { case: "queue", value: state ? toQueueMessage(state as Queue) : { ...identity("clusterplane.v1.Queue"), org, name: change.name } as never };
+      return { case: "queue", value: state ? toQueueMessage(state as Queue) : create(QueueSchema, { org, name: change.name }) };
     case "project":
-      return { case: "project", value: state ? toProjectMessage(state as Project, stores.domains) : { ...identity("clusterplane.v1.Project"), org, id: change.id } as never };
+      return { case: "project", value: state ? toProjectMessage(state as Project, stores.domains) : create(ProjectSchema, { org, id: change.id }) };
     case "label":
-      return { case: "clusterLabel", value: state ? toLabelMessage(state as ClusterLabel) : { ...identity("clusterplane.v1.ClusterLabel"), org, name: change.name } as never };
+      return { case: "clusterLabel", value: state ? toLabelMessage(state as ClusterLabel) : create(ClusterLabelSchema, { org, name: change.name }) };
     case "assignment": {
       const { project, domain, workflow, launchPlan } = change;
       const assignment = (state as Assignment | null) ?? { org, project, domain, workflow, launchPlan, value: "", updateTime: new Date(0), revision: 0 };
@@ -314,25 +322,20 @@ function resourceOf(change: Change, state: unknown, stores: Stores): ResourceCha
     case "default-label":
       return {
         case: "defaultClusterLabel",
-        value: { ...identity("clusterplane.v1.DefaultClusterLabel"), org, label: (state as { label?: string } | null)?.label ?? "" },
+        value: create(DefaultClusterLabelSchema, { org, label: (state as { label?: string } | null)?.label ?? "" }),
       };
     case "cluster-sync": {
       const status = state as SyncStatus | null;
       return {
         case: "clusterSyncStatus",
-        value: {
-          ...identity("clusterplane.v1.ClusterSyncStatusOfCluster"),
+        value: create(ClusterSyncStatusOfClusterSchema, {
           org,
           cluster: change.name,
-          status: status ? { ...identity("clusterplane.v1.ClusterSyncStatus"), ...toSyncStatusMessage({ enabled: true, sync: status }) } : undefined,
-        },
+          status: status ? toSyncStatusMessage({ enabled: true, sync: status }) : undefined,
+        }),
       };
     }
   }
-}
-
-function identity<T extends string>(typeName: T): { $typeName: T } {
-  return { $typeName: typeName };
 }
 
 /** Every resource of one kind in an organization, as List would show it, page by page. */

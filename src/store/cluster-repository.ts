@@ -12,7 +12,8 @@ import { toStatus, type SyncRepository } from "./sync-repository.js";
 /** Clusters with their sync status, which lives in its own table (written by the sync loop). */
 const SELECT_CLUSTERS = `
   SELECT c.*, s.last_attempt_time, s.last_success_time, s.objects_applied, s.objects_unchanged,
-         s.objects_failed, s.consecutive_failures, s.last_error
+         s.objects_failed, s.consecutive_failures, s.last_error, s.conditions, s.object_failures, s.failure_kind,
+         s.pairs_provisioned, s.pairs_desired
   FROM clusters c LEFT JOIN cluster_sync_status s ON s.org = c.org AND s.cluster = c.name`;
 
 interface ClusterRow {
@@ -36,6 +37,11 @@ interface ClusterRow {
   objects_failed: number | null;
   consecutive_failures: number | null;
   last_error: string | null;
+  conditions: string | null;
+  object_failures: string | null;
+  failure_kind: string | null;
+  pairs_provisioned: number | null;
+  pairs_desired: number | null;
 }
 
 export interface NewCluster {

@@ -197,4 +197,26 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 5,
+    description: "conditions, last pass and provisioning truth per (cluster, project, domain)",
+    sql: `
+      ALTER TABLE cluster_sync_status ADD COLUMN conditions TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE cluster_sync_status ADD COLUMN object_failures TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE cluster_sync_status ADD COLUMN failure_kind TEXT NOT NULL DEFAULT '';
+      ALTER TABLE cluster_sync_status ADD COLUMN pairs_provisioned INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE cluster_sync_status ADD COLUMN pairs_desired INTEGER NOT NULL DEFAULT 0;
+
+      -- A row says: this project-domain's Namespace and ServiceAccount are on this cluster at the
+      -- desired hash of the pass that wrote it. Routing sends P/D only where its row exists.
+      CREATE TABLE cluster_provisioning (
+        org      TEXT NOT NULL,
+        cluster  TEXT NOT NULL,
+        project  TEXT NOT NULL,
+        domain   TEXT NOT NULL,
+        PRIMARY KEY (org, cluster, project, domain),
+        FOREIGN KEY (org, cluster) REFERENCES clusters (org, name) ON DELETE CASCADE
+      ) STRICT, WITHOUT ROWID;
+    `,
+  },
 ];

@@ -1,4 +1,6 @@
 import type { SyncStatus } from "../core/cluster.js";
+import type { ProjectDomain } from "../core/desired-state.js";
+import { conditionsAfter, type Condition, type ObjectFailure, type PassOutcome } from "../core/pass-outcome.js";
 import type { ChangeLog } from "./changes.js";
 import type { Db } from "./database.js";
 
@@ -57,23 +59,79 @@ export class SyncRepository {
     return row ? toStatus(row) : null;
   }
 
-  /** Stores the outcome of a pass (a change of the cluster's sync status, in the log). */
-  recordPass(org: string, cluster: string, status: SyncStatus): void {
-    this.changes.write(() => this.writePass(org, cluster, status));
+  /**
+   * Stores what a pass found: the status with its conditions, and which project-domains the
+   * cluster now has (provisioning truth, what routing sends executions by) — one change in the log.
+   */
+  recordOutcome(org: string, cluster: string, outcome: PassOutcome): SyncStatus | null {
+    return this.changes.write(() => {
+      const previous = this.status(org, cluster);
+      const ok = outcome.failure === null && outcome.objectFailures.length === 0 && outcome.templateErrors.length === 0;
+      const status: SyncStatus = {
+        lastAttemptTime: outcome.startedAt,
+        lastSuccessTime: ok ? outcome.finishedAt : (previous?.lastSuccessTime ?? null),
+        objectsApplied: outcome.applied,
+        objectsUnchanged: outcome.unchanged,
+        objectsFailed: outcome.objectFailures.length + outcome.templateErrors.length,
+        consecutiveFailures: outcome.failure ? (previous?.consecutiveFailures ?? 0) + 1 : 0,
+        lastError: outcome.failure?.message ?? problemOf(outcome),
+        conditions: conditionsAfter(previous?.conditions ?? [], outcome),
+        objectFailures: outcome.objectFailures,
+        failureKind: outcome.failure?.kind ?? "",
+        projectDomainsProvisioned: outcome.provisioned.length,
+        projectDomainsDesired: outcome.desired.length,
+      };
+      if (!this.writePass(org, cluster, status)) return null;
+      this.writeProvisioned(org, cluster, outcome.provisioned);
+      return status;
+    });
   }
 
-  private writePass(org: string, cluster: string, status: SyncStatus): void {
+  /** The project-domains provisioned on a cluster. */
+  provisioned(org: string, cluster: string): ProjectDomain[] {
+    return this.db
+      .prepare("SELECT project, domain FROM cluster_provisioning WHERE org = ? AND cluster = ? ORDER BY project, domain")
+      .all(org, cluster) as ProjectDomain[];
+  }
+
+  /** Every provisioned (cluster, project-domain), for the routing index. */
+  allProvisioned(): { org: string; cluster: string; project: string; domain: string }[] {
+    return this.db.prepare("SELECT org, cluster, project, domain FROM cluster_provisioning").all() as {
+      org: string;
+      cluster: string;
+      project: string;
+      domain: string;
+    }[];
+  }
+
+  /** Replaces the provisioned set by the new one, touching only the rows that differ. */
+  private writeProvisioned(org: string, cluster: string, pairs: readonly ProjectDomain[]): void {
+    const key = (pair: ProjectDomain) => `${pair.project}\0${pair.domain}`;
+    const wanted = new Map(pairs.map((pair) => [key(pair), pair]));
+    const existing = new Map(this.provisioned(org, cluster).map((pair) => [key(pair), pair]));
+    const remove = this.db.prepare("DELETE FROM cluster_provisioning WHERE org = ? AND cluster = ? AND project = ? AND domain = ?");
+    const insert = this.db.prepare("INSERT INTO cluster_provisioning (org, cluster, project, domain) VALUES (?, ?, ?, ?)");
+    for (const [pairKey, pair] of existing) if (!wanted.has(pairKey)) remove.run(org, cluster, pair.project, pair.domain);
+    for (const [pairKey, pair] of wanted) if (!existing.has(pairKey)) insert.run(org, cluster, pair.project, pair.domain);
+  }
+
+  /** Returns false (writing nothing) when the cluster is gone. */
+  private writePass(org: string, cluster: string, status: SyncStatus): boolean {
     // The cluster may have been deleted while its pass ran: nothing to record then.
-    if (!this.db.prepare("SELECT 1 FROM clusters WHERE org = ? AND name = ?").get(org, cluster)) return;
+    if (!this.db.prepare("SELECT 1 FROM clusters WHERE org = ? AND name = ?").get(org, cluster)) return false;
     this.db
       .prepare(
         `INSERT INTO cluster_sync_status (org, cluster, last_attempt_time, last_success_time, objects_applied,
-           objects_unchanged, objects_failed, consecutive_failures, last_error)
-         VALUES (@org, @cluster, @lastAttempt, @lastSuccess, @applied, @unchanged, @failed, @consecutiveFailures, @lastError)
+           objects_unchanged, objects_failed, consecutive_failures, last_error, conditions, object_failures, failure_kind,
+           pairs_provisioned, pairs_desired)
+         VALUES (@org, @cluster, @lastAttempt, @lastSuccess, @applied, @unchanged, @failed, @consecutiveFailures, @lastError,
+           @conditions, @objectFailures, @failureKind, @pairsProvisioned, @pairsDesired)
          ON CONFLICT (org, cluster) DO UPDATE SET last_attempt_time = excluded.last_attempt_time,
            last_success_time = excluded.last_success_time, objects_applied = excluded.objects_applied,
            objects_unchanged = excluded.objects_unchanged, objects_failed = excluded.objects_failed,
-           consecutive_failures = excluded.consecutive_failures, last_error = excluded.last_error`,
+           consecutive_failures = excluded.consecutive_failures, last_error = excluded.last_error,
+           conditions = excluded.conditions, object_failures = excluded.object_failures, failure_kind = excluded.failure_kind,
+           pairs_provisioned = excluded.pairs_provisioned, pairs_desired = excluded.pairs_desired`,
       )
       .run({
         org,
@@ -85,8 +143,14 @@ export class SyncRepository {
         failed: status.objectsFailed,
         consecutiveFailures: status.consecutiveFailures,
         lastError: status.lastError,
+        conditions: JSON.stringify(status.conditions),
+        objectFailures: JSON.stringify(status.objectFailures),
+        failureKind: status.failureKind,
+        pairsProvisioned: status.projectDomainsProvisioned,
+        pairsDesired: status.projectDomainsDesired,
       });
     this.changes.record({ kind: "cluster-sync", org, name: cluster });
+    return true;
   }
 }
 
@@ -98,6 +162,11 @@ interface StatusRow {
   objects_failed: number;
   consecutive_failures: number;
   last_error: string;
+  conditions: string;
+  object_failures: string;
+  failure_kind: string;
+  pairs_provisioned: number;
+  pairs_desired: number;
 }
 
 export function toStatus(row: StatusRow): SyncStatus {
@@ -109,5 +178,19 @@ export function toStatus(row: StatusRow): SyncStatus {
     objectsFailed: row.objects_failed,
     consecutiveFailures: row.consecutive_failures,
     lastError: row.last_error,
+    conditions: (JSON.parse(row.conditions) as (Condition & { lastTransitionTime: string })[]).map((condition) => ({
+      ...condition,
+      lastTransitionTime: new Date(condition.lastTransitionTime),
+    })),
+    objectFailures: JSON.parse(row.object_failures) as ObjectFailure[],
+    failureKind: row.failure_kind as SyncStatus["failureKind"],
+    projectDomainsProvisioned: row.pairs_provisioned,
+    projectDomainsDesired: row.pairs_desired,
   };
+}
+
+function problemOf(outcome: PassOutcome): string {
+  const failure = outcome.objectFailures[0];
+  if (failure) return `${failure.key}: ${failure.message}`;
+  return outcome.templateErrors[0] ? `template: ${outcome.templateErrors[0]}` : "";
 }

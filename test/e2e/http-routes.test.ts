@@ -62,7 +62,13 @@ describe("probes", () => {
     expect(ready.status).toBe(200);
     expect(JSON.parse(ready.body)).toEqual({
       status: "ready",
-      checks: { database: "open", migrations: expect.stringMatching(/^applied \(schema version \d+\)$/), serving: "serving" },
+      checks: {
+        database: "open",
+        migrations: expect.stringMatching(/^applied \(schema version \d+\)$/),
+        serving: "serving",
+        syncLeader: "sync is off",
+        changeLog: expect.stringMatching(/^revision \d+$/),
+      },
     });
     server.health.shutdown();
     const draining = await request(`${server.url}/readyz`);

@@ -81,7 +81,9 @@ describe("Watch", () => {
     await clusters.drainCluster({ name: "dataplane_1" });
     const got = await clusters.getCluster({ name: "dataplane_1" });
     await clusters.deleteCluster({ name: "dataplane_1", etag: got.cluster!.etag });
-    await waitFor("the delete", () => changes(events).length === 5);
+    await waitFor("the delete", () => changes(events).length >= 5).catch((error) => {
+      throw new Error(`${error.message}: ${names(events).join(", ")}`);
+    });
     const live = changes(events).slice(3);
     expect(live.map((c) => [ResourceKind[c.kind], c.name, ChangeOperation[c.operation]])).toEqual([
       ["CLUSTER", "dataplane_1", "PUT"],
@@ -223,8 +225,9 @@ describe("Watch", () => {
     await ecl.createClusterLabel({ label: { name: "label1", clusters: [{ cluster: "dataplane_1", weight: 1 }] } });
     await ecl.updateExecutionClusterLabel({ executionClusterLabel: { project: "project1", domain: "development", value: "label1" } });
     await ecl.setDefaultClusterLabel({ label: "label1" });
-    s.stores.sync.recordPass("", "dataplane_1", {
-      lastAttemptTime: new Date(), lastSuccessTime: new Date(), objectsApplied: 6, objectsUnchanged: 0, objectsFailed: 0, consecutiveFailures: 0, lastError: "",
+    s.stores.sync.recordOutcome("", "dataplane_1", {
+      startedAt: new Date(), finishedAt: new Date(), full: false, applied: 6, unchanged: 0, failure: null,
+      objectFailures: [], templateErrors: [], desired: [], provisioned: [],
     });
     await ecl.deleteExecutionClusterLabel({ project: "project1", domain: "development" });
     await waitFor("five changes", () => changes(events).length === 4);

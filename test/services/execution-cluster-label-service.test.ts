@@ -244,7 +244,11 @@ describe("SelectCluster", () => {
     await clusters.updateCluster({ cluster: { name: "dataplane_2", enabled: false }, updateMask: { paths: ["enabled"] } });
     const none = await failure(select({ target }));
     expect(none.code).toBe(Code.FailedPrecondition);
-    expect(none.rawMessage).toContain('"dataplane_1" is drained, "dataplane_2" is disabled');
+    // Each reason says what would make the cluster routable again, and nothing else is suggested.
+    expect(none.rawMessage).toBe(
+      'label "pair" has no cluster that can take executions of project1/development: "dataplane_1" is drained (ActivateCluster routes to it again); ' +
+        '"dataplane_2" is disabled (UpdateCluster with enabled: true routes to it again)',
+    );
     expect((await failure(select({ target: { case: "cluster", value: "dataplane_1" } }))).code).toBe(Code.FailedPrecondition);
 
     await ecl.deleteClusterLabel({ name: "pd" });

@@ -10,6 +10,11 @@ import type { LogEntry } from "../../src/store/changes.js";
 import { LeaseStore } from "../../src/store/leader-lease.js";
 import { openStores, type Stores } from "../../src/store/stores.js";
 import { waitFor } from "../support/wait.js";
+import { startTestServer } from "../support/server.js";
+import { seedCluster } from "../support/fixtures.js";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
 
 const POOL = { objectStoreUri: "s3://bucket", objectStoreEndpoint: "", secretStoreType: "VAULT", secretStoreLocator: "", imageRegistryLocator: "" } as const;
 const IN_CLUSTER = { kind: "in_cluster" } as const;
@@ -127,27 +132,29 @@ describe("the change log", () => {
     expect(stores.pools.create("", "prod", POOL).name).toBe("prod");
   });
 
-  it("loses no write while another process writes continuously", async () => {
-    fresh();
-    const path = join(dir, "state.db");
-    const api = open(path);
-    api.clusters.create({ org: "", name: "dataplane_1", pool: "default", endpoint: "", enabled: true, auth: IN_CLUSTER });
-    const other = worker("write-status", path, "dataplane_1");
-    await waitFor("the other process writing", () => other.lines.includes("writing"), 30_000);
-    let failures = 0;
-    for (let i = 0; i < 300; i++) {
-      try {
-        api.clusters.setState("", "dataplane_1", i % 2 === 0 ? "DRAINED" : "ACTIVE");
-      } catch {
-        failures++;
+  it("fails no API write while another process writes continuously (what sync --once does)", async () => {
+    const server = await startTestServer();
+    try {
+      const clusters = createClient(ClusterService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+      await clusters.createCluster({ cluster: seedCluster("dataplane_1") });
+      const other = worker("write-status", join(server.dir, "clusterplane.db"), "dataplane_1");
+      await waitFor("the other process writing", () => other.lines.includes("writing"), 30_000);
+      let failures = 0;
+      for (let i = 0; i < 300; i++) {
+        const call = i % 2 === 0 ? clusters.drainCluster({ name: "dataplane_1" }) : clusters.activateCluster({ name: "dataplane_1" });
+        await call.catch(() => failures++);
       }
+      other.say("stop");
+      await waitFor("the other process's count", () => other.lines.some((l) => l.startsWith("wrote")), 30_000);
+      const [, wrote, , failed] = other.lines.find((l) => l.startsWith("wrote"))!.split(" ");
+      expect(failures).toBe(0);
+      expect(Number(failed)).toBe(0);
+      expect(Number(wrote)).toBeGreaterThan(0);
+      // The other process's sync status reached this server through the log.
+      await waitFor("the other process's status", async () => (await clusters.getCluster({ name: "dataplane_1" })).cluster?.syncStatus?.objectsApplied === Number(wrote) - 1);
+    } finally {
+      await server.stop();
     }
-    other.say("stop");
-    await waitFor("the other process's count", () => other.lines.some((l) => l.startsWith("wrote")), 30_000);
-    const [, wrote, , failed] = other.lines.find((l) => l.startsWith("wrote"))!.split(" ");
-    expect(failures).toBe(0);
-    expect(Number(failed)).toBe(0);
-    expect(Number(wrote)).toBeGreaterThan(0);
   });
 
   it("a process killed inside a transaction leaves no partial change behind", async () => {

@@ -43,13 +43,13 @@ switch (mode) {
         process.exit(0);
       }
       try {
-        stores.sync.recordPass("", extra!, {
-          lastAttemptTime: new Date(), lastSuccessTime: new Date(), objectsApplied: wrote, objectsUnchanged: 0,
-          objectsFailed: 0, consecutiveFailures: 0, lastError: "",
+        stores.sync.recordOutcome("", extra!, {
+          startedAt: new Date(), finishedAt: new Date(), full: false, applied: wrote, unchanged: 0, failure: null,
+          objectFailures: [], templateErrors: [], desired: [], provisioned: [],
         });
         wrote++;
-      } catch {
-        failed++;
+      } catch (error) {
+        if (failed++ === 0) process.stderr.write(`first failed write: ${(error as Error).message}\n`);
       }
       setImmediate(loop);
     };

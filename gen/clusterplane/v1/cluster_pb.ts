@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clusterplane/v1/cluster.proto.
  */
 export const file_clusterplane_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jbHVzdGVycGxhbmUvdjEvY2x1c3Rlci5wcm90bxIPY2x1c3RlcnBsYW5lLnYxIvsCCgdDbHVzdGVyEgsKA29yZxgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHBvb2wYAyABKAkSEAoIZW5kcG9pbnQYBCABKAkSFAoHZW5hYmxlZBgFIAEoCEgAiAEBEioKBGF1dGgYBiABKAsyHC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlckF1dGgSLAoFc3RhdGUYByABKA4yHS5jbHVzdGVycGxhbmUudjEuQ2x1c3RlclN0YXRlEjcKC3N5bmNfc3RhdHVzGAggASgLMiIuY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXJTeW5jU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgLIAEoCRIQCghyZXZpc2lvbhgMIAEoA0IKCghfZW5hYmxlZCKQAQoLQ2x1c3RlckF1dGgSQQoRYmVhcmVyX3Rva2VuX2ZpbGUYASABKAsyJC5jbHVzdGVycGxhbmUudjEuQmVhcmVyVG9rZW5GaWxlQXV0aEgAEjQKCmluX2NsdXN0ZXIYAiABKAsyHi5jbHVzdGVycGxhbmUudjEuSW5DbHVzdGVyQXV0aEgAQggKBm1ldGhvZCI/ChNCZWFyZXJUb2tlbkZpbGVBdXRoEhIKCnRva2VuX3BhdGgYASABKAkSFAoMY2FfY2VydF9wYXRoGAIgASgJIg8KDUluQ2x1c3RlckF1dGgirAIKEUNsdXN0ZXJTeW5jU3RhdHVzEisKBmhlYWx0aBgBIAEoDjIbLmNsdXN0ZXJwbGFuZS52MS5TeW5jSGVhbHRoEjUKEWxhc3RfYXR0ZW1wdF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPb2JqZWN0c19hcHBsaWVkGAQgASgFEhkKEW9iamVjdHNfdW5jaGFuZ2VkGAUgASgFEhYKDm9iamVjdHNfZmFpbGVkGAYgASgFEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAcgASgFEhIKCmxhc3RfZXJyb3IYCCABKAkiQQoUQ3JlYXRlQ2x1c3RlclJlcXVlc3QSKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIkIKFUNyZWF0ZUNsdXN0ZXJSZXNwb25zZRIpCgdjbHVzdGVyGAEgASgLMhguY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXIiLgoRR2V0Q2x1c3RlclJlcXVlc3QSCwoDb3JnGAEgASgJEgwKBG5hbWUYAiABKAkiPwoSR2V0Q2x1c3RlclJlc3BvbnNlEikKB2NsdXN0ZXIYASABKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlciKnAQoTTGlzdENsdXN0ZXJzUmVxdWVzdBILCgNvcmcYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSDAoEcG9vbBgEIAEoCRIUCgdlbmFibGVkGAUgASgISACIAQESLAoFc3RhdGUYBiABKA4yHS5jbHVzdGVycGxhbmUudjEuQ2x1c3RlclN0YXRlQgoKCF9lbmFibGVkIlsKFExpc3RDbHVzdGVyc1Jlc3BvbnNlEioKCGNsdXN0ZXJzGAEgAygLMhguY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInIKFFVwZGF0ZUNsdXN0ZXJSZXF1ZXN0EikKB2NsdXN0ZXIYASABKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlchIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siQgoVVXBkYXRlQ2x1c3RlclJlc3BvbnNlEikKB2NsdXN0ZXIYASABKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlciIwChNEcmFpbkNsdXN0ZXJSZXF1ZXN0EgsKA29yZxgBIAEoCRIMCgRuYW1lGAIgASgJIkEKFERyYWluQ2x1c3RlclJlc3BvbnNlEikKB2NsdXN0ZXIYASABKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlciIzChZBY3RpdmF0ZUNsdXN0ZXJSZXF1ZXN0EgsKA29yZxgBIAEoCRIMCgRuYW1lGAIgASgJIkQKF0FjdGl2YXRlQ2x1c3RlclJlc3BvbnNlEikKB2NsdXN0ZXIYASABKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlciI/ChREZWxldGVDbHVzdGVyUmVxdWVzdBILCgNvcmcYASABKAkSDAoEbmFtZRgCIAEoCRIMCgRldGFnGAMgASgJIhcKFURlbGV0ZUNsdXN0ZXJSZXNwb25zZSpiCgxDbHVzdGVyU3RhdGUSHQoZQ0xVU1RFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFENMVVNURVJfU1RBVEVfQUNUSVZFEAESGQoVQ0xVU1RFUl9TVEFURV9EUkFJTkVEEAIqjwEKClN5bmNIZWFsdGgSGwoXU1lOQ19IRUFMVEhfVU5TUEVDSUZJRUQQABIXChNTWU5DX0hFQUxUSF9IRUFMVEhZEAESFwoTU1lOQ19IRUFMVEhfRkFJTElORxACEhgKFFNZTkNfSEVBTFRIX0RJU0FCTEVEEAMSGAoUU1lOQ19IRUFMVEhfREVHUkFERUQQBDK7BQoOQ2x1c3RlclNlcnZpY2USYAoNQ3JlYXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVDbHVzdGVyUmVzcG9uc2UiABJaCgpHZXRDbHVzdGVyEiIuY2x1c3RlcnBsYW5lLnYxLkdldENsdXN0ZXJSZXF1ZXN0GiMuY2x1c3RlcnBsYW5lLnYxLkdldENsdXN0ZXJSZXNwb25zZSIDkAIBEmAKDExpc3RDbHVzdGVycxIkLmNsdXN0ZXJwbGFuZS52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0GiUuY2x1c3RlcnBsYW5lLnYxLkxpc3RDbHVzdGVyc1Jlc3BvbnNlIgOQAgESYAoNVXBkYXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5VcGRhdGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5VcGRhdGVDbHVzdGVyUmVzcG9uc2UiABJdCgxEcmFpbkNsdXN0ZXISJC5jbHVzdGVycGxhbmUudjEuRHJhaW5DbHVzdGVyUmVxdWVzdBolLmNsdXN0ZXJwbGFuZS52MS5EcmFpbkNsdXN0ZXJSZXNwb25zZSIAEmYKD0FjdGl2YXRlQ2x1c3RlchInLmNsdXN0ZXJwbGFuZS52MS5BY3RpdmF0ZUNsdXN0ZXJSZXF1ZXN0GiguY2x1c3RlcnBsYW5lLnYxLkFjdGl2YXRlQ2x1c3RlclJlc3BvbnNlIgASYAoNRGVsZXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5EZWxldGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5EZWxldGVDbHVzdGVyUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("Ch1jbHVzdGVycGxhbmUvdjEvY2x1c3Rlci5wcm90bxIPY2x1c3RlcnBsYW5lLnYxIrIDCgdDbHVzdGVyEgsKA29yZxgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHBvb2wYAyABKAkSEAoIZW5kcG9pbnQYBCABKAkSFAoHZW5hYmxlZBgFIAEoCEgAiAEBEioKBGF1dGgYBiABKAsyHC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlckF1dGgSLAoFc3RhdGUYByABKA4yHS5jbHVzdGVycGxhbmUudjEuQ2x1c3RlclN0YXRlEjcKC3N5bmNfc3RhdHVzGAggASgLMiIuY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXJTeW5jU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgLIAEoCRIQCghyZXZpc2lvbhgMIAEoAxI1Cgpjb25kaXRpb25zGA0gAygLMiEuY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXJDb25kaXRpb25CCgoIX2VuYWJsZWQirQEKEENsdXN0ZXJDb25kaXRpb24SDAoEdHlwZRgBIAEoCRIwCgZzdGF0dXMYAiABKA4yIC5jbHVzdGVycGxhbmUudjEuQ29uZGl0aW9uU3RhdHVzEg4KBnJlYXNvbhgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEjgKFGxhc3RfdHJhbnNpdGlvbl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI/ChFTeW5jT2JqZWN0RmFpbHVyZRILCgNrZXkYASABKAkSDAoEa2luZBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIpABCgtDbHVzdGVyQXV0aBJBChFiZWFyZXJfdG9rZW5fZmlsZRgBIAEoCzIkLmNsdXN0ZXJwbGFuZS52MS5CZWFyZXJUb2tlbkZpbGVBdXRoSAASNAoKaW5fY2x1c3RlchgCIAEoCzIeLmNsdXN0ZXJwbGFuZS52MS5JbkNsdXN0ZXJBdXRoSABCCAoGbWV0aG9kIj8KE0JlYXJlclRva2VuRmlsZUF1dGgSEgoKdG9rZW5fcGF0aBgBIAEoCRIUCgxjYV9jZXJ0X3BhdGgYAiABKAkiDwoNSW5DbHVzdGVyQXV0aCLFAwoRQ2x1c3RlclN5bmNTdGF0dXMSKwoGaGVhbHRoGAEgASgOMhsuY2x1c3RlcnBsYW5lLnYxLlN5bmNIZWFsdGgSNQoRbGFzdF9hdHRlbXB0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3Rfc3VjY2Vzc190aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9vYmplY3RzX2FwcGxpZWQYBCABKAUSGQoRb2JqZWN0c191bmNoYW5nZWQYBSABKAUSFgoOb2JqZWN0c19mYWlsZWQYBiABKAUSHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYByABKAUSEgoKbGFzdF9lcnJvchgIIAEoCRIjChtwcm9qZWN0X2RvbWFpbnNfcHJvdmlzaW9uZWQYCSABKAUSHwoXcHJvamVjdF9kb21haW5zX2Rlc2lyZWQYCiABKAUSFAoMZmFpbHVyZV9raW5kGAsgASgJEjsKD29iamVjdF9mYWlsdXJlcxgMIAMoCzIiLmNsdXN0ZXJwbGFuZS52MS5TeW5jT2JqZWN0RmFpbHVyZSJBChRDcmVhdGVDbHVzdGVyUmVxdWVzdBIpCgdjbHVzdGVyGAEgASgLMhguY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXIiQgoVQ3JlYXRlQ2x1c3RlclJlc3BvbnNlEikKB2NsdXN0ZXIYASABKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlciIuChFHZXRDbHVzdGVyUmVxdWVzdBILCgNvcmcYASABKAkSDAoEbmFtZRgCIAEoCSI/ChJHZXRDbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIqcBChNMaXN0Q2x1c3RlcnNSZXF1ZXN0EgsKA29yZxgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIMCgRwb29sGAQgASgJEhQKB2VuYWJsZWQYBSABKAhIAIgBARIsCgVzdGF0ZRgGIAEoDjIdLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyU3RhdGVCCgoIX2VuYWJsZWQiWwoUTGlzdENsdXN0ZXJzUmVzcG9uc2USKgoIY2x1c3RlcnMYASADKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicgoUVXBkYXRlQ2x1c3RlclJlcXVlc3QSKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJCChVVcGRhdGVDbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIjAKE0RyYWluQ2x1c3RlclJlcXVlc3QSCwoDb3JnGAEgASgJEgwKBG5hbWUYAiABKAkiQQoURHJhaW5DbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIjMKFkFjdGl2YXRlQ2x1c3RlclJlcXVlc3QSCwoDb3JnGAEgASgJEgwKBG5hbWUYAiABKAkiRAoXQWN0aXZhdGVDbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIj8KFERlbGV0ZUNsdXN0ZXJSZXF1ZXN0EgsKA29yZxgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBGV0YWcYAyABKAkiFwoVRGVsZXRlQ2x1c3RlclJlc3BvbnNlKmIKDENsdXN0ZXJTdGF0ZRIdChlDTFVTVEVSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQ0xVU1RFUl9TVEFURV9BQ1RJVkUQARIZChVDTFVTVEVSX1NUQVRFX0RSQUlORUQQAiqIAQoPQ29uZGl0aW9uU3RhdHVzEiAKHENPTkRJVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVDT05ESVRJT05fU1RBVFVTX1RSVUUQARIaChZDT05ESVRJT05fU1RBVFVTX0ZBTFNFEAISHAoYQ09ORElUSU9OX1NUQVRVU19VTktOT1dOEAMqjwEKClN5bmNIZWFsdGgSGwoXU1lOQ19IRUFMVEhfVU5TUEVDSUZJRUQQABIXChNTWU5DX0hFQUxUSF9IRUFMVEhZEAESFwoTU1lOQ19IRUFMVEhfRkFJTElORxACEhgKFFNZTkNfSEVBTFRIX0RJU0FCTEVEEAMSGAoUU1lOQ19IRUFMVEhfREVHUkFERUQQBDK7BQoOQ2x1c3RlclNlcnZpY2USYAoNQ3JlYXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVDbHVzdGVyUmVzcG9uc2UiABJaCgpHZXRDbHVzdGVyEiIuY2x1c3RlcnBsYW5lLnYxLkdldENsdXN0ZXJSZXF1ZXN0GiMuY2x1c3RlcnBsYW5lLnYxLkdldENsdXN0ZXJSZXNwb25zZSIDkAIBEmAKDExpc3RDbHVzdGVycxIkLmNsdXN0ZXJwbGFuZS52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0GiUuY2x1c3RlcnBsYW5lLnYxLkxpc3RDbHVzdGVyc1Jlc3BvbnNlIgOQAgESYAoNVXBkYXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5VcGRhdGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5VcGRhdGVDbHVzdGVyUmVzcG9uc2UiABJdCgxEcmFpbkNsdXN0ZXISJC5jbHVzdGVycGxhbmUudjEuRHJhaW5DbHVzdGVyUmVxdWVzdBolLmNsdXN0ZXJwbGFuZS52MS5EcmFpbkNsdXN0ZXJSZXNwb25zZSIAEmYKD0FjdGl2YXRlQ2x1c3RlchInLmNsdXN0ZXJwbGFuZS52MS5BY3RpdmF0ZUNsdXN0ZXJSZXF1ZXN0GiguY2x1c3RlcnBsYW5lLnYxLkFjdGl2YXRlQ2x1c3RlclJlc3BvbnNlIgASYAoNRGVsZXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5EZWxldGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5EZWxldGVDbHVzdGVyUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * Cluster is a Kubernetes data-plane cluster registered with the control plane.
@@ -106,6 +106,14 @@ export type Cluster = Message<"clusterplane.v1.Cluster"> & {
    * @generated from field: int64 revision = 12;
    */
   revision: bigint;
+
+  /**
+   * Output only. Reachable, Authorized, Provisioned and Degraded after the last sync pass, as
+   * Kubernetes conditions; empty until the first pass.
+   *
+   * @generated from field: repeated clusterplane.v1.ClusterCondition conditions = 13;
+   */
+  conditions: ClusterCondition[];
 };
 
 /**
@@ -114,6 +122,92 @@ export type Cluster = Message<"clusterplane.v1.Cluster"> & {
  */
 export const ClusterSchema: GenMessage<Cluster> = /*@__PURE__*/
   messageDesc(file_clusterplane_v1_cluster, 0);
+
+/**
+ * ClusterCondition is one aspect of a cluster's health.
+ *
+ * @generated from message clusterplane.v1.ClusterCondition
+ */
+export type ClusterCondition = Message<"clusterplane.v1.ClusterCondition"> & {
+  /**
+   * Reachable (its API server answers), Authorized (the credentials may provision), Provisioned
+   * (every project-domain has its namespace and service account), or Degraded (some objects failed).
+   *
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * Whether it holds.
+   *
+   * @generated from field: clusterplane.v1.ConditionStatus status = 2;
+   */
+  status: ConditionStatus;
+
+  /**
+   * A CamelCase reason, for example Unauthorized, NotKubernetesAPI, AllProvisioned.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * A sentence saying what was found and, when something is wrong, what to do.
+   *
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * When the status last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp last_transition_time = 5;
+   */
+  lastTransitionTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message clusterplane.v1.ClusterCondition.
+ * Use `create(ClusterConditionSchema)` to create a new message.
+ */
+export const ClusterConditionSchema: GenMessage<ClusterCondition> = /*@__PURE__*/
+  messageDesc(file_clusterplane_v1_cluster, 1);
+
+/**
+ * SyncObjectFailure is an object the last pass could not apply; the cluster stays routable for
+ * the project-domains it has.
+ *
+ * @generated from message clusterplane.v1.SyncObjectFailure
+ */
+export type SyncObjectFailure = Message<"clusterplane.v1.SyncObjectFailure"> & {
+  /**
+   * apiVersion/kind/namespace/name of the object.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * unsupported-kind (the cluster does not serve it), rejected (422/400/409) or forbidden (403).
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * What the API server said, in words.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message clusterplane.v1.SyncObjectFailure.
+ * Use `create(SyncObjectFailureSchema)` to create a new message.
+ */
+export const SyncObjectFailureSchema: GenMessage<SyncObjectFailure> = /*@__PURE__*/
+  messageDesc(file_clusterplane_v1_cluster, 2);
 
 /**
  * ClusterAuth says how to authenticate to a cluster's Kubernetes API. Only file paths are stored:
@@ -152,7 +246,7 @@ export type ClusterAuth = Message<"clusterplane.v1.ClusterAuth"> & {
  * Use `create(ClusterAuthSchema)` to create a new message.
  */
 export const ClusterAuthSchema: GenMessage<ClusterAuth> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 1);
+  messageDesc(file_clusterplane_v1_cluster, 3);
 
 /**
  * BearerTokenFileAuth authenticates with a bearer token file and verifies the API server with a
@@ -183,7 +277,7 @@ export type BearerTokenFileAuth = Message<"clusterplane.v1.BearerTokenFileAuth">
  * Use `create(BearerTokenFileAuthSchema)` to create a new message.
  */
 export const BearerTokenFileAuthSchema: GenMessage<BearerTokenFileAuth> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 2);
+  messageDesc(file_clusterplane_v1_cluster, 4);
 
 /**
  * InClusterAuth uses the pod's own service account token and CA bundle.
@@ -198,7 +292,7 @@ export type InClusterAuth = Message<"clusterplane.v1.InClusterAuth"> & {
  * Use `create(InClusterAuthSchema)` to create a new message.
  */
 export const InClusterAuthSchema: GenMessage<InClusterAuth> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 3);
+  messageDesc(file_clusterplane_v1_cluster, 5);
 
 /**
  * ClusterSyncStatus is the outcome of the cluster-sync loop on one cluster.
@@ -261,6 +355,36 @@ export type ClusterSyncStatus = Message<"clusterplane.v1.ClusterSyncStatus"> & {
    * @generated from field: string last_error = 8;
    */
   lastError: string;
+
+  /**
+   * Project-domains whose namespace and service account are on the cluster; executions of a
+   * project-domain are routed only to clusters that have it.
+   *
+   * @generated from field: int32 project_domains_provisioned = 9;
+   */
+  projectDomainsProvisioned: number;
+
+  /**
+   * Project-domains the cluster should have (ACTIVE projects x domains).
+   *
+   * @generated from field: int32 project_domains_desired = 10;
+   */
+  projectDomainsDesired: number;
+
+  /**
+   * What stopped the last pass for the whole cluster: unreachable, unauthorized, forbidden,
+   * wrong-endpoint, server-error or credentials; empty when nothing did.
+   *
+   * @generated from field: string failure_kind = 11;
+   */
+  failureKind: string;
+
+  /**
+   * Objects that failed on their own in the last pass (at most 20).
+   *
+   * @generated from field: repeated clusterplane.v1.SyncObjectFailure object_failures = 12;
+   */
+  objectFailures: SyncObjectFailure[];
 };
 
 /**
@@ -268,7 +392,7 @@ export type ClusterSyncStatus = Message<"clusterplane.v1.ClusterSyncStatus"> & {
  * Use `create(ClusterSyncStatusSchema)` to create a new message.
  */
 export const ClusterSyncStatusSchema: GenMessage<ClusterSyncStatus> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 4);
+  messageDesc(file_clusterplane_v1_cluster, 6);
 
 /**
  * CreateClusterRequest carries the cluster to register.
@@ -289,7 +413,7 @@ export type CreateClusterRequest = Message<"clusterplane.v1.CreateClusterRequest
  * Use `create(CreateClusterRequestSchema)` to create a new message.
  */
 export const CreateClusterRequestSchema: GenMessage<CreateClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 5);
+  messageDesc(file_clusterplane_v1_cluster, 7);
 
 /**
  * CreateClusterResponse returns the registered cluster.
@@ -310,7 +434,7 @@ export type CreateClusterResponse = Message<"clusterplane.v1.CreateClusterRespon
  * Use `create(CreateClusterResponseSchema)` to create a new message.
  */
 export const CreateClusterResponseSchema: GenMessage<CreateClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 6);
+  messageDesc(file_clusterplane_v1_cluster, 8);
 
 /**
  * GetClusterRequest names the cluster to read.
@@ -338,7 +462,7 @@ export type GetClusterRequest = Message<"clusterplane.v1.GetClusterRequest"> & {
  * Use `create(GetClusterRequestSchema)` to create a new message.
  */
 export const GetClusterRequestSchema: GenMessage<GetClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 7);
+  messageDesc(file_clusterplane_v1_cluster, 9);
 
 /**
  * GetClusterResponse returns one cluster.
@@ -359,7 +483,7 @@ export type GetClusterResponse = Message<"clusterplane.v1.GetClusterResponse"> &
  * Use `create(GetClusterResponseSchema)` to create a new message.
  */
 export const GetClusterResponseSchema: GenMessage<GetClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 8);
+  messageDesc(file_clusterplane_v1_cluster, 10);
 
 /**
  * ListClustersRequest asks for one page of an organization's clusters.
@@ -415,7 +539,7 @@ export type ListClustersRequest = Message<"clusterplane.v1.ListClustersRequest">
  * Use `create(ListClustersRequestSchema)` to create a new message.
  */
 export const ListClustersRequestSchema: GenMessage<ListClustersRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 9);
+  messageDesc(file_clusterplane_v1_cluster, 11);
 
 /**
  * ListClustersResponse is one page of clusters.
@@ -443,7 +567,7 @@ export type ListClustersResponse = Message<"clusterplane.v1.ListClustersResponse
  * Use `create(ListClustersResponseSchema)` to create a new message.
  */
 export const ListClustersResponseSchema: GenMessage<ListClustersResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 10);
+  messageDesc(file_clusterplane_v1_cluster, 12);
 
 /**
  * UpdateClusterRequest changes fields of a registered cluster.
@@ -472,7 +596,7 @@ export type UpdateClusterRequest = Message<"clusterplane.v1.UpdateClusterRequest
  * Use `create(UpdateClusterRequestSchema)` to create a new message.
  */
 export const UpdateClusterRequestSchema: GenMessage<UpdateClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 11);
+  messageDesc(file_clusterplane_v1_cluster, 13);
 
 /**
  * UpdateClusterResponse returns the updated cluster.
@@ -493,7 +617,7 @@ export type UpdateClusterResponse = Message<"clusterplane.v1.UpdateClusterRespon
  * Use `create(UpdateClusterResponseSchema)` to create a new message.
  */
 export const UpdateClusterResponseSchema: GenMessage<UpdateClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 12);
+  messageDesc(file_clusterplane_v1_cluster, 14);
 
 /**
  * DrainClusterRequest names the cluster to drain.
@@ -521,7 +645,7 @@ export type DrainClusterRequest = Message<"clusterplane.v1.DrainClusterRequest">
  * Use `create(DrainClusterRequestSchema)` to create a new message.
  */
 export const DrainClusterRequestSchema: GenMessage<DrainClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 13);
+  messageDesc(file_clusterplane_v1_cluster, 15);
 
 /**
  * DrainClusterResponse returns the drained cluster.
@@ -542,7 +666,7 @@ export type DrainClusterResponse = Message<"clusterplane.v1.DrainClusterResponse
  * Use `create(DrainClusterResponseSchema)` to create a new message.
  */
 export const DrainClusterResponseSchema: GenMessage<DrainClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 14);
+  messageDesc(file_clusterplane_v1_cluster, 16);
 
 /**
  * ActivateClusterRequest names the cluster to activate.
@@ -570,7 +694,7 @@ export type ActivateClusterRequest = Message<"clusterplane.v1.ActivateClusterReq
  * Use `create(ActivateClusterRequestSchema)` to create a new message.
  */
 export const ActivateClusterRequestSchema: GenMessage<ActivateClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 15);
+  messageDesc(file_clusterplane_v1_cluster, 17);
 
 /**
  * ActivateClusterResponse returns the activated cluster.
@@ -591,7 +715,7 @@ export type ActivateClusterResponse = Message<"clusterplane.v1.ActivateClusterRe
  * Use `create(ActivateClusterResponseSchema)` to create a new message.
  */
 export const ActivateClusterResponseSchema: GenMessage<ActivateClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 16);
+  messageDesc(file_clusterplane_v1_cluster, 18);
 
 /**
  * DeleteClusterRequest names the cluster to delete.
@@ -626,7 +750,7 @@ export type DeleteClusterRequest = Message<"clusterplane.v1.DeleteClusterRequest
  * Use `create(DeleteClusterRequestSchema)` to create a new message.
  */
 export const DeleteClusterRequestSchema: GenMessage<DeleteClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 17);
+  messageDesc(file_clusterplane_v1_cluster, 19);
 
 /**
  * DeleteClusterResponse is empty: the cluster and its implicit queue are gone.
@@ -641,7 +765,7 @@ export type DeleteClusterResponse = Message<"clusterplane.v1.DeleteClusterRespon
  * Use `create(DeleteClusterResponseSchema)` to create a new message.
  */
 export const DeleteClusterResponseSchema: GenMessage<DeleteClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 18);
+  messageDesc(file_clusterplane_v1_cluster, 20);
 
 /**
  * ClusterState is the routing lifecycle of a cluster.
@@ -676,6 +800,47 @@ export enum ClusterState {
  */
 export const ClusterStateSchema: GenEnum<ClusterState> = /*@__PURE__*/
   enumDesc(file_clusterplane_v1_cluster, 0);
+
+/**
+ * ConditionStatus says whether a condition holds.
+ *
+ * @generated from enum clusterplane.v1.ConditionStatus
+ */
+export enum ConditionStatus {
+  /**
+   * Not set; never sent.
+   *
+   * @generated from enum value: CONDITION_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The condition holds.
+   *
+   * @generated from enum value: CONDITION_STATUS_TRUE = 1;
+   */
+  TRUE = 1,
+
+  /**
+   * The condition does not hold; reason and message say why.
+   *
+   * @generated from enum value: CONDITION_STATUS_FALSE = 2;
+   */
+  FALSE = 2,
+
+  /**
+   * Not known (for example Authorized while the cluster cannot be reached).
+   *
+   * @generated from enum value: CONDITION_STATUS_UNKNOWN = 3;
+   */
+  UNKNOWN = 3,
+}
+
+/**
+ * Describes the enum clusterplane.v1.ConditionStatus.
+ */
+export const ConditionStatusSchema: GenEnum<ConditionStatus> = /*@__PURE__*/
+  enumDesc(file_clusterplane_v1_cluster, 1);
 
 /**
  * SyncHealth summarizes the cluster-sync loop's view of a cluster.
@@ -725,7 +890,7 @@ export enum SyncHealth {
  * Describes the enum clusterplane.v1.SyncHealth.
  */
 export const SyncHealthSchema: GenEnum<SyncHealth> = /*@__PURE__*/
-  enumDesc(file_clusterplane_v1_cluster, 1);
+  enumDesc(file_clusterplane_v1_cluster, 2);
 
 /**
  * ClusterService registers Kubernetes data-plane clusters into pools and manages their lifecycle.

@@ -1,0 +1,156 @@
+/**
+ * What a reconcile pass over one cluster found, in the terms health and routing are decided in.
+ * The reconciler (push today, pull agents later) produces a PassOutcome; the store turns it into
+ * conditions and provisioning truth; routing reads those. Pure types and rules, no I/O.
+ */
+import type { ProjectDomain } from "./desired-state.js";
+
+/**
+ * A failure that stops the pass for the whole cluster. Each kind has one effect (README table):
+ * the cluster takes no new executions while its last pass ended in any of these.
+ */
+export type ClusterFailureKind =
+  /** DNS, connection refused or reset, TLS verification, request timeout. */
+  | "unreachable"
+  /** 401: the token is wrong or expired. */
+  | "unauthorized"
+  /** 403 on namespaces: the identity lacks RBAC to provision. */
+  | "forbidden"
+  /** 404 on discovery or namespaces: the endpoint is not a Kubernetes API (wrong URL or path). */
+  | "wrong-endpoint"
+  /** 5xx, or 429 (with Retry-After honoured). */
+  | "server-error"
+  /** The credential files could not be used (missing, outside the credential directories, bad CA). */
+  | "credentials";
+
+/** A failure confined to one object: the pass goes on, the cluster stays routable for what is provisioned. */
+export type ObjectFailureKind =
+  /** The cluster does not serve the object's kind (no such resource in discovery). */
+  | "unsupported-kind"
+  /** The API rejected the object (422 Invalid, 400 BadRequest, 409 Conflict). */
+  | "rejected"
+  /** 403 on one object (RBAC for that kind only). */
+  | "forbidden";
+
+export interface ClusterFailure {
+  kind: ClusterFailureKind;
+  /** One sentence an operator can act on ("the token was refused (401): fix the token file …"). */
+  message: string;
+}
+
+export interface ObjectFailure {
+  /** The object's key: apiVersion/kind/namespace/name. */
+  key: string;
+  kind: ObjectFailureKind;
+  message: string;
+}
+
+export interface PassOutcome {
+  startedAt: Date;
+  finishedAt: Date;
+  /** A full re-apply (drift repair) rather than a pass over what changed. */
+  full: boolean;
+  applied: number;
+  unchanged: number;
+  /** Set when the pass stopped for the whole cluster. */
+  failure: ClusterFailure | null;
+  /** Objects that failed on their own (at most MAX_OBJECT_FAILURES kept). */
+  objectFailures: ObjectFailure[];
+  /** Project-domains whose objects could not be rendered from the templates. */
+  templateErrors: string[];
+  /**
+   * Every project-domain the cluster should have, and those whose Namespace and ServiceAccount
+   * are on the cluster at the current desired hash after this pass (applied now or unchanged).
+   * After a cluster-wide failure, `provisioned` lists what is known to be there still.
+   */
+  desired: ProjectDomain[];
+  provisioned: ProjectDomain[];
+}
+
+export const MAX_OBJECT_FAILURES = 20;
+
+export type ConditionType = "Reachable" | "Authorized" | "Provisioned" | "Degraded";
+export type ConditionStatus = "True" | "False" | "Unknown";
+
+/** A Kubernetes-style condition: status, a CamelCase reason, a sentence, when status last changed. */
+export interface Condition {
+  type: ConditionType;
+  status: ConditionStatus;
+  reason: string;
+  message: string;
+  lastTransitionTime: Date;
+}
+
+export const CONDITION_TYPES: readonly ConditionType[] = ["Reachable", "Authorized", "Provisioned", "Degraded"];
+
+const UNREACHABLE_KINDS = new Set<ClusterFailureKind>(["unreachable", "wrong-endpoint", "server-error", "credentials"]);
+
+/**
+ * The conditions after a pass. A condition keeps its transition time while its status holds; the
+ * reason and message always describe the latest pass.
+ */
+export function conditionsAfter(previous: readonly Condition[], outcome: PassOutcome): Condition[] {
+  const now = outcome.finishedAt;
+  const failure = outcome.failure;
+  const reachable: Omit<Condition, "lastTransitionTime"> =
+    failure && UNREACHABLE_KINDS.has(failure.kind)
+      ? { type: "Reachable", status: "False", reason: reasonOf(failure.kind), message: failure.message }
+      : { type: "Reachable", status: "True", reason: "APIServerAnswered", message: "the last pass reached the cluster's API server" };
+  const authorized: Omit<Condition, "lastTransitionTime"> =
+    failure && (failure.kind === "unauthorized" || failure.kind === "forbidden")
+      ? { type: "Authorized", status: "False", reason: reasonOf(failure.kind), message: failure.message }
+      : failure && UNREACHABLE_KINDS.has(failure.kind)
+        ? { type: "Authorized", status: "Unknown", reason: "NotReached", message: "the API server was not reached" }
+        : { type: "Authorized", status: "True", reason: "Provisioning", message: "the credentials may provision project-domains" };
+  const have = outcome.provisioned.length;
+  const want = outcome.desired.length;
+  const provisioned: Omit<Condition, "lastTransitionTime"> =
+    have === want && !failure
+      ? { type: "Provisioned", status: "True", reason: "AllProvisioned", message: `${have} of ${want} project-domains provisioned` }
+      : { type: "Provisioned", status: "False", reason: failure ? "PassFailed" : "Incomplete", message: `${have} of ${want} project-domains provisioned` };
+  const objectProblems = outcome.objectFailures.length + outcome.templateErrors.length;
+  const degraded: Omit<Condition, "lastTransitionTime"> =
+    objectProblems > 0
+      ? {
+          type: "Degraded",
+          status: "True",
+          reason: outcome.templateErrors.length > 0 && outcome.objectFailures.length === 0 ? "TemplateError" : "ObjectsFailed",
+          message: firstProblem(outcome),
+        }
+      : { type: "Degraded", status: "False", reason: "AllObjectsApplied", message: "every object was applied" };
+  return [reachable, authorized, provisioned, degraded].map((next) => {
+    const before = previous.find((condition) => condition.type === next.type);
+    const lastTransitionTime = before && before.status === next.status ? before.lastTransitionTime : now;
+    return { ...next, lastTransitionTime };
+  });
+}
+
+/** Why the cluster may not take new executions at all, from its conditions; "" when it may. */
+export function clusterIneligibility(conditions: readonly Condition[]): string {
+  for (const type of ["Reachable", "Authorized"] as const) {
+    const condition = conditions.find((c) => c.type === type);
+    if (condition && condition.status !== "True" && condition.status !== "Unknown") return condition.message;
+  }
+  const reachable = conditions.find((c) => c.type === "Reachable");
+  if (reachable?.status === "Unknown") return "not reached yet: waiting for its first sync pass";
+  return "";
+}
+
+function reasonOf(kind: ClusterFailureKind): string {
+  const reasons: Record<ClusterFailureKind, string> = {
+    unreachable: "Unreachable",
+    unauthorized: "Unauthorized",
+    forbidden: "Forbidden",
+    "wrong-endpoint": "NotKubernetesAPI",
+    "server-error": "ServerError",
+    credentials: "CredentialsUnusable",
+  };
+  return reasons[kind];
+}
+
+function firstProblem(outcome: PassOutcome): string {
+  const failure = outcome.objectFailures[0];
+  const count = outcome.objectFailures.length + outcome.templateErrors.length;
+  const first = failure ? `${failure.key}: ${failure.message}` : `template: ${outcome.templateErrors[0]}`;
+  return count > 1 ? `${first} (and ${count - 1} more)` : first;
+}
