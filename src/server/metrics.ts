@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { grpcStatusName } from "../core/values.js";
+import type { Cluster } from "../core/cluster.js";
 import type { Stores } from "../store/stores.js";
 import type { ClusterReport } from "../sync/sync-loop.js";
 
@@ -83,19 +84,44 @@ export class ServerMetrics {
         this.set(stores.changes.appliedRevision);
       },
     });
+    this.clusterGauges(stores);
+  }
+
+  /**
+   * Per-cluster gauges, read at scrape time from the database: they survive restarts, include
+   * passes run by other processes (the sync leader, `clusterplane sync --once`), and drop deleted
+   * clusters.
+   */
+  private clusterGauges(stores: Stores): void {
+    this.clusterGauge(stores, "clusterplane_sync_last_success_timestamp_seconds",
+      "When the last successful sync pass of a cluster ended (Unix seconds), as stored in the database.", [],
+      (cluster) => (cluster.sync?.lastSuccessTime ? [[{}, cluster.sync.lastSuccessTime.getTime() / 1000]] : []));
+    this.clusterGauge(stores, "clusterplane_cluster_condition",
+      "1 for the status each condition of a cluster has after its last sync pass (Reachable, Authorized, Provisioned, Degraded).",
+      ["condition", "status"],
+      (cluster) => (cluster.sync?.conditions ?? []).map((condition) => [{ condition: condition.type, status: condition.status }, 1]));
+    this.clusterGauge(stores, "clusterplane_cluster_project_domains_provisioned",
+      "Project-domains whose namespace and service account are on a cluster (executions of the others are not routed there).", [],
+      (cluster) => (cluster.sync ? [[{}, cluster.sync.projectDomainsProvisioned]] : []));
+  }
+
+  private clusterGauge(
+    stores: Stores,
+    name: string,
+    help: string,
+    extraLabels: string[],
+    valuesOf: (cluster: Cluster) => [Record<string, string>, number][],
+  ): void {
     new Gauge({
-      name: "clusterplane_sync_last_success_timestamp_seconds",
-      help: "When the last successful sync pass of a cluster ended (Unix seconds), as stored in the database.",
-      labelNames: ["org", "cluster"] as const,
+      name,
+      help,
+      labelNames: ["org", "cluster", ...extraLabels],
       registers: [this.registry],
-      // Read at scrape time from the database, so it survives restarts, includes passes run by
-      // `clusterplane sync --once`, and drops clusters that were deleted.
       collect() {
         this.reset();
         if (!stores.db.open) return;
         for (const cluster of stores.clusters.all()) {
-          const success = cluster.sync?.lastSuccessTime;
-          if (success) this.set({ org: cluster.org, cluster: cluster.name }, success.getTime() / 1000);
+          for (const [labels, value] of valuesOf(cluster)) this.set({ org: cluster.org, cluster: cluster.name, ...labels }, value);
         }
       },
     });
