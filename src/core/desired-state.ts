@@ -27,6 +27,9 @@ export const DEFAULT_PROVISIONING: ProvisioningSpec = {
   templates: [],
 };
 
+/** What an object is for: the namespace and service account make a project-domain routable. */
+export type ObjectRole = "namespace" | "service-account" | "template";
+
 /** One object a cluster should have, with a hash of exactly what would be applied. */
 export interface DesiredObject {
   /** Stable identity: apiVersion/kind/namespace/name. */
@@ -34,11 +37,25 @@ export interface DesiredObject {
   namespace: string;
   object: KubeObject;
   hash: string;
+  /** The project-domain it is provisioned for. */
+  project: string;
+  domain: string;
+  role: ObjectRole;
+  /** Where it comes from, for messages: the template file, or the setting that makes it. */
+  source: string;
 }
 
 export interface ProjectDomain {
   project: string;
   domain: string;
+}
+
+/** What one project-domain needs, and what of it could not be rendered. */
+export interface RenderedProjectDomain {
+  /** Empty when the namespace or service account cannot be rendered: then it cannot be provisioned. */
+  objects: DesiredObject[];
+  /** TemplateError messages; a broken extra template costs only its own objects. */
+  errors: string[];
 }
 
 /**
@@ -67,30 +84,67 @@ const CLUSTER_SCOPED_KINDS = new Set([
  * TemplateError saying which template and variable are wrong.
  */
 export function desiredObjects(spec: ProvisioningSpec, target: ProjectDomain): DesiredObject[] {
-  const namespace = namespaceOf(spec, target);
-  const variables = { ...variablesOf(spec, target), namespace };
-  const label = `${target.project}/${target.domain}`;
+  const rendered = renderProjectDomain(spec, target);
+  if (rendered.errors.length) throw new TemplateError(rendered.errors[0]!);
+  return rendered.objects;
+}
 
-  const objects: KubeObject[] = [
-    { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace, labels: { "clusterplane.io/project": target.project, "clusterplane.io/domain": target.domain } } },
-    {
-      apiVersion: "v1",
-      kind: "ServiceAccount",
-      metadata: {
-        name: spec.serviceAccount.name,
-        namespace,
-        labels: renderMap(spec.serviceAccount.labels, variables, `service account labels for ${label}`),
-        annotations: renderMap(spec.serviceAccount.annotations, variables, `service account annotations for ${label}`),
-      },
-    },
-  ];
+/**
+ * Like desiredObjects, but a template that cannot be rendered is reported instead of thrown, and
+ * costs only its own objects: the namespace and service account (what routing needs) still go out.
+ */
+export function renderProjectDomain(spec: ProvisioningSpec, target: ProjectDomain): RenderedProjectDomain {
+  let core: DesiredObject[];
+  let variables: Record<string, string>;
+  try {
+    const namespace = namespaceOf(spec, target);
+    variables = { ...variablesOf(spec, target), namespace };
+    core = coreObjects(spec, target, namespace, variables);
+  } catch (error) {
+    return { objects: [], errors: [messageOf(error)] };
+  }
+  const namespace = variables.namespace!;
+  const objects = [...core];
+  const errors: string[] = [];
   for (const template of spec.templates) {
-    for (const object of renderObjects(template.text, variables, template.source)) {
-      if (!CLUSTER_SCOPED_KINDS.has(object.kind)) object.metadata = { ...object.metadata, namespace };
-      objects.push(object);
+    try {
+      for (const object of renderObjects(template.text, variables, template.source)) {
+        if (!CLUSTER_SCOPED_KINDS.has(object.kind)) object.metadata = { ...object.metadata, namespace };
+        objects.push(toDesired(object, target, "template", template.source));
+      }
+    } catch (error) {
+      errors.push(`${messageOf(error)} (for ${target.project}/${target.domain})`);
     }
   }
-  return objects.map((object) => toDesired(object));
+  return { objects, errors };
+}
+
+function coreObjects(spec: ProvisioningSpec, target: ProjectDomain, namespace: string, variables: Record<string, string>): DesiredObject[] {
+  const label = `${target.project}/${target.domain}`;
+  const namespaceObject: KubeObject = {
+    apiVersion: "v1",
+    kind: "Namespace",
+    metadata: { name: namespace, labels: { "clusterplane.io/project": target.project, "clusterplane.io/domain": target.domain } },
+  };
+  const serviceAccount: KubeObject = {
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: {
+      name: spec.serviceAccount.name,
+      namespace,
+      labels: renderMap(spec.serviceAccount.labels, variables, `service account labels for ${label}`),
+      annotations: renderMap(spec.serviceAccount.annotations, variables, `service account annotations for ${label}`),
+    },
+  };
+  return [
+    toDesired(namespaceObject, target, "namespace", "namespaceTemplate"),
+    toDesired(serviceAccount, target, "service-account", "serviceAccount"),
+  ];
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof TemplateError) return error.message;
+  throw error;
 }
 
 /** What the namespacing part of the provisioning spec needs; projects are checked against it. */
@@ -124,13 +178,17 @@ function renderMap(map: Record<string, string>, variables: Record<string, string
   return Object.fromEntries(Object.entries(map).map(([key, value]) => [key, renderText(value, variables, source)]));
 }
 
-function toDesired(object: KubeObject): DesiredObject {
+function toDesired(object: KubeObject, target: ProjectDomain, role: ObjectRole, source: string): DesiredObject {
   const namespace = object.metadata.namespace ?? "";
   return {
     key: `${object.apiVersion}/${object.kind}/${namespace}/${object.metadata.name}`,
     namespace,
     object,
     hash: createHash("sha256").update(canonicalJson(object)).digest("base64url"),
+    project: target.project,
+    domain: target.domain,
+    role,
+    source,
   };
 }
 

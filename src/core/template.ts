@@ -4,6 +4,15 @@ import { parseAllDocuments } from "yaml";
 const VARIABLE = /\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}/g;
 const UNCLOSED = /\{\{(?![^}]*\}\})/;
 
+/**
+ * A placeholder stands in for a variable while the YAML is parsed. Private-use characters are
+ * valid anywhere a plain or quoted scalar is, and never appear in a real template, so a value is
+ * put back into the parsed tree as a string and YAML never gets to re-type it.
+ */
+const PLACEHOLDER_START = "\uE000";
+const PLACEHOLDER_END = "\uE001";
+const PLACEHOLDER = /\uE000([A-Za-z0-9_.]+)\uE001/g;
+
 export class TemplateError extends Error {
   constructor(message: string) {
     super(message);
@@ -16,18 +25,8 @@ export class TemplateError extends Error {
  * (a template must never reach a cluster with a placeholder left in it).
  */
 export function renderText(text: string, variables: Readonly<Record<string, string>>, source: string): string {
-  const missing = new Set<string>();
-  const rendered = text.replace(VARIABLE, (_, name: string) => {
-    const value = variables[name];
-    if (value === undefined) missing.add(name);
-    return value ?? "";
-  });
-  if (missing.size) {
-    const known = Object.keys(variables).sort().join(", ");
-    throw new TemplateError(`${source}: unknown variable(s) ${[...missing].map((m) => `{{ ${m} }}`).join(", ")}; known: ${known}`);
-  }
-  if (UNCLOSED.test(rendered)) throw new TemplateError(`${source}: "{{" without a closing "}}"`);
-  return rendered;
+  checkVariables(text, variables, source);
+  return text.replace(VARIABLE, (_, name: string) => variables[name]!);
 }
 
 /** A Kubernetes object as parsed from a template. */
@@ -38,17 +37,49 @@ export interface KubeObject {
   [field: string]: unknown;
 }
 
-/** Renders a multi-document YAML template into objects; each needs apiVersion, kind and metadata.name. */
+/**
+ * Renders a multi-document YAML template into objects; each needs apiVersion, kind and
+ * metadata.name. Variables are substituted into the parsed tree, not the text: a project id such
+ * as `0x1f`, `123`, `true` or `null` stays the string it is, quoted in the template or not, and a
+ * value can never change the structure of the document.
+ */
 export function renderObjects(text: string, variables: Readonly<Record<string, string>>, source: string): KubeObject[] {
-  const rendered = renderText(text, variables, source);
+  checkVariables(text, variables, source);
+  const withPlaceholders = text.replace(VARIABLE, (_, name: string) => `${PLACEHOLDER_START}${name}${PLACEHOLDER_END}`);
   const objects: KubeObject[] = [];
-  parseAllDocuments(rendered).forEach((document, index) => {
-    if (document.errors.length) throw new TemplateError(`${source} document ${index + 1}: ${document.errors[0]!.message}`);
-    const value: unknown = document.toJS();
+  parseAllDocuments(withPlaceholders).forEach((document, index) => {
+    const where = `${source} document ${index + 1}`;
+    if (document.errors.length) throw new TemplateError(`${where}: ${withVariables(document.errors[0]!.message)}`);
+    const value = substitute(document.toJS(), variables);
     if (value === null || value === undefined) return;
-    objects.push(checkObject(value, `${source} document ${index + 1}`));
+    objects.push(checkObject(value, where));
   });
   return objects;
+}
+
+function checkVariables(text: string, variables: Readonly<Record<string, string>>, source: string): void {
+  const missing = new Set<string>();
+  for (const [, name] of text.matchAll(VARIABLE)) if (variables[name!] === undefined) missing.add(name!);
+  if (missing.size) {
+    const known = Object.keys(variables).sort().join(", ");
+    throw new TemplateError(`${source}: unknown variable(s) ${[...missing].map((m) => `{{ ${m} }}`).join(", ")}; known: ${known}`);
+  }
+  if (UNCLOSED.test(text.replace(VARIABLE, ""))) throw new TemplateError(`${source}: "{{" without a closing "}}"`);
+}
+
+/** Puts the values into every string of the tree, keys included. */
+function substitute(value: unknown, variables: Readonly<Record<string, string>>): unknown {
+  if (typeof value === "string") return value.replace(PLACEHOLDER, (_, name: string) => variables[name]!);
+  if (Array.isArray(value)) return value.map((item) => substitute(item, variables));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [substitute(key, variables), substitute(item, variables)]));
+  }
+  return value;
+}
+
+/** Parser messages quote the text; show the operator their `{{ name }}`, not the placeholder. */
+function withVariables(message: string): string {
+  return message.replace(PLACEHOLDER, (_, name: string) => `{{ ${name} }}`);
 }
 
 function checkObject(value: unknown, source: string): KubeObject {
