@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { desiredObjects, DEFAULT_PROVISIONING, type DesiredObject } from "../src/core/desired-state.js";
 import { openStores, type Stores } from "../src/store/stores.js";
-import { forEachBounded } from "../src/sync/cluster-pass.js";
+import { forEachBounded } from "../src/sync/bounded.js";
 import { SyncLoop } from "../src/sync/sync-loop.js";
 import { DEFAULT_SYNC_SETTINGS, type SyncSettings } from "../src/sync/sync-settings.js";
 import { writeFileSync } from "node:fs";

@@ -1,10 +1,13 @@
-import { canonicalJson, desiredObjects, type DesiredObject, type ProvisioningSpec } from "../core/desired-state.js";
+import { canonicalJson, renderProjectDomain, type DesiredObject, type ProjectDomain, type ProvisioningSpec } from "../core/desired-state.js";
 import type { ProjectRepository } from "../store/project-repository.js";
 
-/** What every cluster of an organization should have, plus the project-domains that could not be rendered. */
+/** What every cluster of an organization should have. */
 export interface DesiredState {
   objects: DesiredObject[];
+  /** Templates that could not be rendered, one message per template and project-domain. */
   errors: string[];
+  /** Every project-domain that should be provisioned (rendered or not). */
+  pairs: ProjectDomain[];
 }
 
 /**
@@ -45,16 +48,16 @@ export class DesiredStateCache {
   }
 
   private compute(org: string): DesiredState {
-    const state: DesiredState = { objects: [], errors: [] };
+    const state: DesiredState = { objects: [], errors: [], pairs: [] };
     if (!this.spec) return state;
     for (const project of this.projects.allInState("ACTIVE")) {
       if (project.org !== org) continue;
       for (const domain of this.domains) {
-        try {
-          state.objects.push(...desiredObjects(this.spec, { project: project.id, domain }));
-        } catch (error) {
-          state.errors.push((error as Error).message);
-        }
+        const pair = { project: project.id, domain };
+        const rendered = renderProjectDomain(this.spec, pair);
+        state.pairs.push(pair);
+        state.objects.push(...rendered.objects);
+        state.errors.push(...rendered.errors);
       }
     }
     return state;

@@ -2,10 +2,13 @@ import https from "node:https";
 import {
   ApiException,
   createConfiguration,
+  HttpMethod,
   KubernetesObjectApi,
   PatchStrategy,
   ServerConfiguration,
+  type Configuration,
   type RequestContext,
+  type V1APIResourceList,
 } from "@kubernetes/client-node";
 import { checkCredentialPath, type ClusterAuth } from "../core/cluster.js";
 import {
@@ -16,6 +19,8 @@ import {
   readConfinedFile,
 } from "../core/credential-files.js";
 import type { KubeObject } from "../core/template.js";
+import { ApplyError, type ApplyProblem } from "./failures.js";
+import type { Applier } from "./reconcile.js";
 
 export const FIELD_MANAGER = "clusterplane";
 
@@ -78,13 +83,20 @@ function readToken(path: string, directories: readonly string[]): string {
 }
 
 /**
- * A server-side-apply client for one cluster. One keep-alive agent per connection (client-node's
- * own KubeConfig authentication builds a new agent, and so a new TLS handshake, per request), the
- * CA always verified, and a timeout on every request.
+ * A server-side-apply client for one cluster, usable by one pass after another. One keep-alive
+ * agent per connection (client-node's own KubeConfig authentication builds a new agent, and so a
+ * new TLS handshake, per request), the CA always verified, a timeout on every request, and every
+ * request of a pass cancelled the moment its pass is (shutdown, the cluster deleted or re-pointed).
  */
-export class KubeConnection {
+export class KubeConnection implements Applier {
   private readonly agent: https.Agent;
-  private readonly api: KubernetesObjectApi;
+  private readonly requestTimeoutMs: number;
+  /**
+   * One client per pass signal: client-node reads middleware from the client's configuration only,
+   * so the signal is built into it. Its discovery cache lives as long as the pass, so kinds
+   * installed on the cluster since the last pass are seen.
+   */
+  private readonly clients = new WeakMap<AbortSignal, PassClient>();
 
   constructor(
     readonly credentials: Credentials,
@@ -92,16 +104,65 @@ export class KubeConnection {
   ) {
     // An agent given no CA trusts the public roots: never let that be the fallback.
     parseCaBundle(credentials.caPem, "(CA of the connection)");
+    this.requestTimeoutMs = options.requestTimeoutMs;
     this.agent = new https.Agent({
       keepAlive: true,
       maxSockets: options.maxSockets,
       ca: credentials.caPem,
       rejectUnauthorized: true,
     });
-    const authorization = `Bearer ${credentials.token}`;
+  }
+
+  async servedKinds(apiVersion: string, signal: AbortSignal): Promise<ReadonlySet<string>> {
+    const client = this.clientFor(signal);
+    const path = client.apiPath(apiVersion);
+    let list: V1APIResourceList;
+    try {
+      list = await retryingStaleConnection(() => client.discover(apiVersion), signal);
+    } catch (error) {
+      const failure = applyErrorOf(error, signal, path);
+      // A group/version the cluster does not serve answers 404 with a Status; only the core API
+      // missing means the endpoint is wrong.
+      if (failure.problem === "not-found" && apiVersion.includes("/")) return new Set();
+      if (failure.problem === "not-found" || failure.problem === "rejected") {
+        throw new ApplyError("not-kubernetes", `${failure.detail} on ${path}`, 0, path);
+      }
+      throw failure;
+    }
+    if (!Array.isArray(list?.resources)) throw new ApplyError("not-kubernetes", `no API resource list at ${path}`, 0, path);
+    // Subresources (pods/log) are not kinds one applies.
+    return new Set(list.resources.filter((resource) => !resource.name.includes("/")).map((resource) => resource.kind));
+  }
+
+  /** Server-side apply with field manager `clusterplane`, taking ownership of conflicting fields. */
+  async apply(object: KubeObject, signal: AbortSignal): Promise<void> {
+    const client = this.clientFor(signal);
+    try {
+      await retryingStaleConnection(() => client.applyObject(object), signal);
+    } catch (error) {
+      throw applyErrorOf(error, signal, client.pathOf(object));
+    }
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private clientFor(signal: AbortSignal): PassClient {
+    let client = this.clients.get(signal);
+    if (!client) {
+      client = new PassClient(this.configuration(signal));
+      this.clients.set(signal, client);
+    }
+    return client;
+  }
+
+  private configuration(signal: AbortSignal): Configuration {
+    const authorization = `Bearer ${this.credentials.token}`;
     const agent = this.agent;
-    const configuration = createConfiguration({
-      baseServer: new ServerConfiguration(credentials.endpoint.replace(/\/+$/, ""), {}),
+    const timeoutMs = this.requestTimeoutMs;
+    return createConfiguration({
+      baseServer: new ServerConfiguration(this.credentials.endpoint.replace(/\/+$/, ""), {}),
       authMethods: {
         default: {
           getName: () => "clusterplane bearer token",
@@ -114,54 +175,133 @@ export class KubeConnection {
       promiseMiddleware: [
         {
           pre: async (context: RequestContext) => {
-            context.setSignal(AbortSignal.timeout(options.requestTimeoutMs));
+            context.setSignal(AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]));
             return context;
           },
           post: async (response) => response,
         },
       ],
     });
-    this.api = new KubernetesObjectApi(configuration);
+  }
+}
+
+/** client-node's object API with discovery made explicit, so a kind the cluster lacks is known before any request. */
+class PassClient extends KubernetesObjectApi {
+  async discover(apiVersion: string): Promise<V1APIResourceList> {
+    const context = this.configuration.baseServer.makeRequestContext(this.apiPath(apiVersion), HttpMethod.GET);
+    context.setHeaderParam("Accept", "application/json");
+    const list = (await this.requestPromise(context as never, "V1APIResourceList")) as unknown as V1APIResourceList;
+    // What specUriPath reads to build an object's URL: no second discovery request per object.
+    this.apiVersionResourceCache[apiVersion] = list;
+    return list;
   }
 
-  /** Server-side apply with field manager `clusterplane`, taking ownership of conflicting fields. */
-  async apply(object: KubeObject): Promise<void> {
+  apiPath(apiVersion: string): string {
+    return this.apiVersionPath(apiVersion);
+  }
+
+  /** The object's URL path, when its kind is known, for messages. */
+  pathOf(object: KubeObject): string {
+    const resource = this.apiVersionResourceCache[object.apiVersion]?.resources.find((r) => r.kind === object.kind);
+    if (!resource) return this.apiPath(object.apiVersion);
+    const namespace = resource.namespaced && object.metadata.namespace ? `/namespaces/${object.metadata.namespace}` : "";
+    return `${this.apiPath(object.apiVersion)}${namespace}/${resource.name}/${object.metadata.name}`;
+  }
+
+  async applyObject(object: KubeObject): Promise<void> {
+    await this.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+}
+
+/**
+ * A kept-alive connection the server has since closed fails once; discovery and apply are
+ * idempotent, so the request is sent again, once, on a fresh connection.
+ */
+async function retryingStaleConnection<T>(request: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  try {
+    return await request();
+  } catch (error) {
+    if (!isStaleConnection(error) || signal.aborted) throw error;
+    return await request();
+  }
+}
+
+/** What went wrong with a request, in the reconciler's terms. */
+export function applyErrorOf(error: unknown, signal: AbortSignal, path: string): ApplyError {
+  if (error instanceof ApplyError) return error;
+  if (signal.aborted) return new ApplyError("aborted", `cancelled: ${String(signal.reason?.message ?? signal.reason ?? "")}`, 0, path);
+  if (error instanceof ApiException) return apiErrorOf(error, path);
+  const message = (error as Error)?.message ?? String(error);
+  // client-node's own discovery lookup, when a kind is not in the resource list.
+  if (/^Unrecognized API version and kind/.test(message)) return new ApplyError("unsupported-kind", message, 0, path);
+  // A 200 that is not JSON: something other than a Kubernetes API answered.
+  if (error instanceof SyntaxError || /Unable to determine type|Unexpected token|JSON/.test(message)) {
+    return new ApplyError("not-kubernetes", `the answer to ${path} is not the Kubernetes API's`, 0, path);
+  }
+  return transportErrorOf(error, path);
+}
+
+function apiErrorOf(error: ApiException<unknown>, path: string): ApplyError {
+  const code = Number(error.code);
+  const status = parseStatus(error.body);
+  const detail = status ? `${code} ${status.reason || "error"}: ${truncate(status.message || "no message")}` : `${code} ${truncate(String(error.body ?? "")) || "without a body"}`;
+  const problem = apiProblemOf(code, status);
+  const retryAfterMs = problem === "throttled" || problem === "server-error" ? retryAfterOf(error.headers, status) : 0;
+  return new ApplyError(problem, code === 404 && !status ? `404 on ${path}` : detail, retryAfterMs, path);
+}
+
+function apiProblemOf(code: number, status: KubeStatus | null): ApplyProblem {
+  if (code === 401) return "unauthorized";
+  // A namespace being deleted refuses new content with 403: that object's problem, not RBAC.
+  if (code === 403) return status?.details?.causes?.some((cause) => cause.reason === "NamespaceTerminating") ? "rejected" : "forbidden";
+  if (code === 404) return status ? "not-found" : "not-kubernetes";
+  if (code === 429) return "throttled";
+  if (code >= 500) return "server-error";
+  return "rejected";
+}
+
+interface KubeStatus {
+  kind?: string;
+  reason?: string;
+  message?: string;
+  details?: { causes?: { reason?: string }[]; retryAfterSeconds?: number };
+}
+
+/** A Kubernetes Status body, or null when the answer is something else (an HTML 404 page). */
+function parseStatus(body: unknown): KubeStatus | null {
+  let parsed: unknown = body;
+  if (typeof body === "string") {
     try {
-      await this.patch(object);
-    } catch (error) {
-      // A kept-alive connection the server has since closed fails once; apply is idempotent, so retry.
-      if (!isStaleConnection(error)) throw error;
-      await this.patch(object);
+      parsed = JSON.parse(body);
+    } catch {
+      return null;
     }
   }
-
-  private async patch(object: KubeObject): Promise<void> {
-    await this.api.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
-  }
-
-  close(): void {
-    this.agent.destroy();
-  }
+  const status = parsed as KubeStatus | null;
+  return status && typeof status === "object" && status.kind === "Status" ? status : null;
 }
 
-/** Whether an error condemns the whole cluster pass (unreachable, unauthorized, overloaded) or one object. */
-export interface ApplyFailure {
-  scope: "cluster" | "object";
-  message: string;
+/** A misconfigured server must not park a cluster for days. */
+const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
+/** Retry-After in seconds or as an HTTP date, else the Status's retryAfterSeconds; 0 when neither says. */
+function retryAfterOf(headers: Record<string, string> | undefined, status: KubeStatus | null): number {
+  return Math.min(MAX_RETRY_AFTER_MS, requestedRetryAfter(headers, status));
 }
 
-export function describeFailure(error: unknown, requestTimeoutMs: number): ApplyFailure {
-  if (error instanceof ApiException) {
-    const status = parseStatus(error.body);
-    const message = `${error.code} ${status.reason || "error"}: ${status.message || "no message"}`;
-    const clusterWide = error.code === 401 || error.code === 429 || error.code >= 500;
-    return { scope: clusterWide ? "cluster" : "object", message };
+function requestedRetryAfter(headers: Record<string, string> | undefined, status: KubeStatus | null): number {
+  const header = Object.entries(headers ?? {}).find(([name]) => name.toLowerCase() === "retry-after")?.[1]?.trim();
+  if (header) {
+    if (/^\d+$/.test(header)) return Number(header) * 1000;
+    const date = Date.parse(header);
+    if (!Number.isNaN(date)) return Math.max(0, date - Date.now());
   }
-  return { scope: "cluster", message: transportMessage(error, requestTimeoutMs) };
+  const seconds = status?.details?.retryAfterSeconds;
+  return typeof seconds === "number" && seconds > 0 ? seconds * 1000 : 0;
 }
 
-function errorChain(error: unknown): { name?: string; code?: string; message?: string }[] {
-  const chain: { name?: string; code?: string; message?: string }[] = [];
+function errorChain(error: unknown): { name?: string; code?: string; message?: string; type?: string }[] {
+  const chain: { name?: string; code?: string; message?: string; type?: string }[] = [];
   for (let e = error as { cause?: unknown } | undefined; e && chain.length < 5; e = e.cause as typeof e) chain.push(e as never);
   return chain;
 }
@@ -170,23 +310,21 @@ function isStaleConnection(error: unknown): boolean {
   return !(error instanceof ApiException) && errorChain(error).some((e) => e.code === "ECONNRESET" || e.code === "EPIPE");
 }
 
-function parseStatus(body: unknown): { reason: string; message: string } {
-  try {
-    const status = (typeof body === "string" ? JSON.parse(body) : body) as { reason?: string; message?: string };
-    return { reason: status?.reason ?? "", message: status?.message ?? "" };
-  } catch {
-    return { reason: "", message: String(body).slice(0, 200) };
+function transportErrorOf(error: unknown, path: string): ApplyError {
+  const chain = errorChain(error);
+  if (chain.some((e) => e.name === "AbortError" || e.name === "TimeoutError" || e.code === "ABORT_ERR" || e.type === "aborted")) {
+    return new ApplyError("timeout", "no answer", 0, path);
   }
+  const code = chain.map((e) => e.code).find((c) => typeof c === "string" && c !== "") ?? "";
+  const message = chain.map((e) => e.message).find(Boolean) ?? String(error);
+  if (code === "ECONNREFUSED") return new ApplyError("refused", code, 0, path);
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return new ApplyError("dns", code, 0, path);
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code)) return new ApplyError("tls", code, 0, path);
+  return new ApplyError("network", code ? `${code}: ${truncate(message)}` : truncate(message), 0, path);
 }
 
-function transportMessage(error: unknown, requestTimeoutMs: number): string {
-  const chain = errorChain(error);
-  if (chain.some((e) => e.name === "AbortError" || e.name === "TimeoutError" || e.code === "ABORT_ERR")) {
-    return `no answer within ${requestTimeoutMs} ms`;
-  }
-  const code = chain.map((e) => e.code).find((c) => typeof c === "string" && c !== "");
-  const message = chain.map((e) => e.message).find(Boolean) ?? String(error);
-  if (code === "ECONNREFUSED") return `connection refused: ${message}`;
-  if (code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return `TLS verification failed (${code}): check the CA certificate file`;
-  return code ? `${code}: ${message}` : message;
+/** Server messages can be long (every cause of a 422); a sentence keeps the start. */
+function truncate(text: string, max = 300): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }

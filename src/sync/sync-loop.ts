@@ -1,10 +1,14 @@
 import { watch, type FSWatcher } from "node:fs";
-import { sameTarget, type Cluster } from "../core/cluster.js";
+import type { Cluster } from "../core/cluster.js";
+import type { PassOutcome } from "../core/pass-outcome.js";
 import type { Change } from "../store/changes.js";
+import type { AppliedObject } from "../store/sync-repository.js";
 import type { Stores } from "../store/stores.js";
-import { runClusterPass, type ClusterPassResult } from "./cluster-pass.js";
+import { Controller, type ReconcileVerdict } from "./controller.js";
 import { DesiredStateCache } from "./desired-cache.js";
-import { describeFailure, KubeConnection, readCredentials, type Credentials } from "./kube-connection.js";
+import type { TargetNames } from "./failures.js";
+import { KubeConnection, readCredentials, type Credentials } from "./kube-connection.js";
+import { passNotStarted, reconcilePass, type PassResult } from "./reconcile.js";
 import { loadProvisioning, type SyncSettings } from "./sync-settings.js";
 
 /** The structured log lines the loop writes. */
@@ -13,74 +17,191 @@ export interface SyncLogger {
   warn(fields: object, message: string): void;
 }
 
-export interface ClusterReport extends ClusterPassResult {
+/** What one pass over one cluster did, for metrics, logs and `sync --once`. */
+export interface ClusterReport {
   org: string;
   cluster: string;
-  /** Everything was applied: no object failed and the cluster was reached. */
+  applied: number;
+  unchanged: number;
+  /** Objects that failed on their own, plus templates that could not be rendered. */
+  failed: number;
+  /** The first problem, in words; "" when there was none. */
+  error: string;
+  /** A problem with the whole cluster stopped the pass. */
+  aborted: boolean;
+  /** Everything was applied: the cluster was reached and no object or template failed. */
   ok: boolean;
   durationMs: number;
   /** `performance.now()` when the pass ended. */
   finishedAtMs: number;
+  outcome: PassOutcome;
+}
+
+export interface SyncLoopOptions {
+  /** How long stop() waits for aborted passes to end. */
+  stopGraceMs?: number;
 }
 
 const TEMPLATE_SETTLE_MS = 100;
+const DEFAULT_STOP_GRACE_MS = 2_000;
 
-interface ClusterState {
-  org: string;
-  name: string;
-  running: boolean;
-  due: boolean;
-  /** Apply everything, ignoring stored hashes. */
-  full: boolean;
-  notBefore: number;
-  retry?: NodeJS.Timeout;
+/** What the loop keeps per cluster between passes. */
+interface ClusterEntry {
+  /** The registration the last pass started with (see targetOf). */
+  target: string;
   connection?: KubeConnection;
+  lastFullAt: number;
 }
 
 /**
- * The cluster-sync loop. Every cluster is scheduled on its own: a tick marks clusters due, at most
- * `concurrency` run at once, and a cluster still busy (or backing off after a failure) never holds
- * up the others. Changes in the store (a project registered or activated, a cluster registered,
- * enabled or re-pointed) make the affected clusters due at once.
+ * The cluster-sync loop in push mode: a Controller (rate-limited queue, bounded workers) keyed by
+ * cluster, whose reconcile reads the cluster's credentials, runs one reconcile pass against its
+ * API and records the outcome. The store's change log says when to act: a project registered or
+ * activated, a cluster registered, enabled or re-pointed (its pass in flight is aborted), a
+ * cluster deleted or disabled (aborted and forgotten).
  */
 export class SyncLoop {
-  private readonly clusters = new Map<string, ClusterState>();
+  private readonly entries = new Map<string, ClusterEntry>();
+  /**
+   * Clusters owed a full pass (asked for, not yet completed). Kept apart from the entries so the
+   * request survives passes that abort or fail, and the cluster being disabled for a while.
+   */
+  private readonly fullOwed = new Set<string>();
   private readonly desired: DesiredStateCache;
-  private readonly idleWaiters: (() => void)[] = [];
-  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly controller: Controller;
+  private readonly passListeners = new Set<(report: ClusterReport, sequence: number) => void>();
   private unsubscribe: (() => void) | null = null;
   private templateWatcher: FSWatcher | null = null;
-  private running = 0;
+  private templateSettle: NodeJS.Timeout | undefined;
+  private specLoadedAt = Number.NEGATIVE_INFINITY;
+  private passesStarted = 0;
+  private started = false;
+  /** Once stop() returned nothing may touch the store (the caller closes it next). */
   private stopped = false;
-  private readonly passListeners = new Set<(report: ClusterReport) => void>();
 
   constructor(
     private readonly stores: Stores,
     private readonly settings: SyncSettings,
     private readonly logger: SyncLogger,
+    options: SyncLoopOptions = {},
   ) {
     this.desired = new DesiredStateCache(stores.projects, stores.domains);
+    this.controller = new Controller((key, signal) => this.reconcile(key, signal), {
+      workers: settings.concurrency,
+      backoff: { initialMs: settings.initialBackoffMs, maxMs: settings.maxBackoffMs },
+      stopGraceMs: options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
+      onError: (key, error) => this.logger.warn({ cluster: key, error: (error as Error)?.message }, "sync: reconcile failed unexpectedly; retrying with backoff"),
+    });
   }
 
-  /** Starts syncing: now, on every interval, a full re-apply on the slower period, and on relevant changes. */
+  /** Syncs every enabled cluster now, again every interval, and at once on relevant changes. */
   start(): void {
+    if (this.stopped) return;
     this.unsubscribe = this.stores.changes.subscribe((change) => this.onChange(change));
-    this.timers.push(setInterval(() => this.tick(false), this.settings.intervalMs));
-    this.timers.push(setInterval(() => this.tick(true), this.settings.fullResyncIntervalMs));
     this.watchTemplates();
-    this.tick(false);
+    this.startWorkers();
+    this.reloadSpec();
+    this.enqueueAll();
+  }
+
+  /** Aborts every pass, disarms every timer and closes every connection, within the stop grace. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.unsubscribe?.();
+    this.templateWatcher?.close();
+    clearTimeout(this.templateSettle);
+    await this.controller.stop();
+    this.stopped = true;
+    for (const entry of this.entries.values()) entry.connection?.close();
+    this.entries.clear();
+  }
+
+  /** One pass over every enabled cluster, now, ignoring backoff; resolves with what each pass did. */
+  async runOnce(full = false): Promise<ClusterReport[]> {
+    if (this.stopped) return [];
+    this.startWorkers();
+    this.reloadSpec();
+    // Without start() no change reaches the loop: take the projects as they are now.
+    if (!this.unsubscribe) this.desired.invalidate();
+    const reports: ClusterReport[] = [];
+    // Only passes started from here on: one already running may predate what the caller changed.
+    const after = this.passesStarted;
+    const unsubscribe = this.onPassInternal((report, sequence) => {
+      if (sequence > after) reports.push(report);
+    });
+    for (const cluster of this.targets()) {
+      if (full) this.fullOwed.add(keyOf(cluster));
+      this.controller.enqueue(keyOf(cluster));
+    }
+    await this.idle();
+    unsubscribe();
+    return reports;
+  }
+
+  /** Calls `listener` after every cluster pass (metrics); returns the function that unsubscribes it. */
+  onPass(listener: (report: ClusterReport) => void): () => void {
+    return this.onPassInternal((report) => listener(report));
+  }
+
+  /** Resolves when no cluster is being synced or waiting to be (backoff and interval waits aside). */
+  idle(): Promise<void> {
+    return this.controller.idle();
+  }
+
+  private onPassInternal(listener: (report: ClusterReport, sequence: number) => void): () => void {
+    this.passListeners.add(listener);
+    return () => this.passListeners.delete(listener);
+  }
+
+  private startWorkers(): void {
+    if (this.started) return;
+    this.started = true;
+    this.controller.start();
+  }
+
+  // ---- what to reconcile, and when ----
+
+  private onChange(change: Change): void {
+    if (change.kind === "project") {
+      this.desired.invalidate();
+      for (const cluster of this.targets()) if (cluster.org === change.org) this.controller.enqueue(keyOf(cluster));
+    } else if (change.kind === "cluster") {
+      this.onClusterChange(change.org, change.name);
+    }
+    // "cluster-sync" is this loop's own verdict coming back through the log.
+  }
+
+  private onClusterChange(org: string, name: string): void {
+    const key = keyOf({ org, name });
+    const cluster = this.stores.clusters.find(org, name);
+    if (!cluster?.enabled) {
+      this.forget(key, cluster ? "the cluster was disabled" : "the cluster was deleted");
+      if (!cluster) this.fullOwed.delete(key);
+      return;
+    }
+    const entry = this.entries.get(key);
+    // Drained, activated or saved unchanged: nothing the cluster is given depends on that.
+    if (entry?.target === targetOf(cluster)) return;
+    // Re-pointed or re-registered: what the running pass does is for a cluster that is no more.
+    if (entry) this.controller.cancel(key, "the cluster's endpoint or credentials changed");
+    this.controller.enqueue(key);
+  }
+
+  private forget(key: string, reason: string): void {
+    this.controller.drop(key, reason);
+    this.entries.get(key)?.connection?.close();
+    this.entries.delete(key);
   }
 
   /** Templates changed on disk are applied at once, not at the next interval. */
   private watchTemplates(): void {
     if (!this.settings.templatePath) return;
-    let debounce: NodeJS.Timeout | undefined;
     try {
       this.templateWatcher = watch(this.settings.templatePath, () => {
         // Editors write a file in several steps; act once they are done.
-        clearTimeout(debounce);
-        debounce = setTimeout(() => {
-          if (!this.stopped && this.reloadSpec()) this.tick(false, true);
+        clearTimeout(this.templateSettle);
+        this.templateSettle = setTimeout(() => {
+          if (this.reloadSpec()) this.enqueueAll();
         }, TEMPLATE_SETTLE_MS);
       });
       this.templateWatcher.on("error", () => undefined);
@@ -89,85 +210,23 @@ export class SyncLoop {
     }
   }
 
-  /** Stops scheduling, waits for passes in flight, and closes connections. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.unsubscribe?.();
-    this.templateWatcher?.close();
-    for (const timer of this.timers) clearInterval(timer);
-    for (const state of this.clusters.values()) clearTimeout(state.retry);
-    await this.idle();
-    for (const state of this.clusters.values()) state.connection?.close();
-  }
-
-  /** One pass over every enabled cluster, ignoring backoff; resolves with what each pass did. */
-  async runOnce(full = false): Promise<ClusterReport[]> {
-    const reports: ClusterReport[] = [];
-    const unsubscribe = this.onPass((report) => reports.push(report));
-    this.tick(full, true);
-    await this.idle();
-    unsubscribe();
-    return reports;
-  }
-
-  /** Calls `listener` after every cluster pass (metrics); returns the function that unsubscribes it. */
-  onPass(listener: (report: ClusterReport) => void): () => void {
-    this.passListeners.add(listener);
-    return () => this.passListeners.delete(listener);
-  }
-
-  /** Resolves when no cluster is running or due. */
-  idle(): Promise<void> {
-    if (this.isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
-  }
-
-  private tick(full: boolean, now = false): void {
-    if (this.stopped) return;
-    this.reloadSpec();
-    for (const cluster of this.targets()) this.markDue(cluster, full, now);
-    this.schedule();
-  }
-
-  /** Re-reads the templates directory; a changed spec invalidates the desired state. Returns whether it changed. */
+  /** Re-reads the templates directory; returns whether the provisioning spec changed. */
   private reloadSpec(): boolean {
+    if (this.stopped) return false;
+    this.specLoadedAt = Date.now();
     try {
-      const changed = this.desired.useSpec(loadProvisioning(this.settings));
-      if (changed) this.logger.info({}, "sync: provisioning templates loaded");
-      return changed;
+      if (!this.desired.useSpec(loadProvisioning(this.settings))) return false;
     } catch (error) {
       this.logger.warn({ error: (error as Error).message }, "sync: cannot read the templates directory; keeping the previous templates");
       return false;
     }
+    this.logger.info({}, "sync: provisioning templates loaded");
+    return true;
   }
 
-  private onChange(change: Change): void {
-    if (change.kind === "project") {
-      this.desired.invalidate();
-      this.tickOrg(change.org);
-    } else if (change.kind === "cluster") {
-      const cluster = this.stores.clusters.find(change.org, change.name);
-      if (cluster?.enabled) {
-        this.markDue(cluster, false, true);
-        this.schedule();
-      } else if (!cluster) {
-        this.forget(change.org, change.name);
-      }
-    }
-  }
-
-  private forget(org: string, name: string): void {
-    const key = `${org}\0${name}`;
-    const state = this.clusters.get(key);
-    if (!state || state.running) return;
-    clearTimeout(state.retry);
-    state.connection?.close();
-    this.clusters.delete(key);
-  }
-
-  private tickOrg(org: string): void {
-    for (const cluster of this.targets()) if (cluster.org === org) this.markDue(cluster, false, true);
-    this.schedule();
+  /** Every enabled cluster but `except` (whose pass is already under way with the news). */
+  private enqueueAll(except = ""): void {
+    for (const cluster of this.targets()) if (keyOf(cluster) !== except) this.controller.enqueue(keyOf(cluster));
   }
 
   /** Registered, enabled clusters; drained ones keep being synced. */
@@ -175,156 +234,161 @@ export class SyncLoop {
     return this.stores.clusters.all().filter((cluster) => cluster.enabled);
   }
 
-  private markDue(cluster: Cluster, full: boolean, now: boolean): void {
-    const state = this.stateOf(cluster);
-    state.due = true;
-    state.full ||= full;
-    if (now) {
-      state.notBefore = 0;
-      clearTimeout(state.retry);
+  private entryFor(cluster: Cluster): ClusterEntry {
+    const key = keyOf(cluster);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = { target: targetOf(cluster), lastFullAt: Date.now() };
+      this.entries.set(key, entry);
     }
+    return entry;
   }
 
-  private stateOf(cluster: { org: string; name: string }): ClusterState {
-    const key = `${cluster.org}\0${cluster.name}`;
-    let state = this.clusters.get(key);
-    if (!state) {
-      state = { org: cluster.org, name: cluster.name, running: false, due: false, full: false, notBefore: 0 };
-      this.clusters.set(key, state);
+  // ---- one pass ----
+
+  private async reconcile(key: string, signal: AbortSignal): Promise<ReconcileVerdict> {
+    const [org, name] = splitKey(key);
+    const cluster = this.stores.clusters.find(org, name);
+    if (!cluster?.enabled || signal.aborted) return { requeueAfterMs: null };
+    // The interval doubles as the templates' fallback check when the watcher misses a change.
+    if (Date.now() - this.specLoadedAt >= this.settings.intervalMs && this.reloadSpec()) this.enqueueAll(key);
+    const entry = this.entryFor(cluster);
+    if (entry.target !== targetOf(cluster)) {
+      entry.connection?.close();
+      entry.connection = undefined;
+      entry.target = targetOf(cluster);
     }
-    return state;
+    const full = this.fullOwed.has(key) || Date.now() - entry.lastFullAt >= this.settings.fullResyncIntervalMs;
+    const sequence = ++this.passesStarted;
+    const result = await this.runPass(cluster, entry, full, signal);
+    if (result.aborted || this.stopped) return { requeueAfterMs: null };
+    if (!result.outcome.failure && full) {
+      this.fullOwed.delete(key);
+      entry.lastFullAt = Date.now();
+    }
+    this.record(cluster, result, sequence);
+    return result.outcome.failure ? { failed: true, retryAfterMs: result.retryAfterMs } : { requeueAfterMs: this.settings.intervalMs };
   }
 
-  private schedule(): void {
-    const now = Date.now();
-    for (const state of this.clusters.values()) {
-      if (this.running >= this.settings.concurrency) break;
-      if (state.running || !state.due || state.notBefore > now) continue;
-      state.due = false;
-      state.running = true;
-      this.running++;
-      const full = state.full;
-      state.full = false;
-      void this.syncCluster(state, full).finally(() => {
-        state.running = false;
-        this.running--;
-        this.schedule();
-        this.notifyIdle();
-      });
-    }
-    this.notifyIdle();
-  }
-
-  private async syncCluster(state: ClusterState, full: boolean): Promise<void> {
-    const cluster = this.stores.clusters.find(state.org, state.name);
-    if (!cluster?.enabled) return;
-    const started = new Date();
-    let result: ClusterPassResult;
+  private async runPass(cluster: Cluster, entry: ClusterEntry, full: boolean, signal: AbortSignal): Promise<PassResult> {
+    const startedAt = new Date();
+    const desired = this.desired.forOrg(cluster.org);
+    const appliedHashes = this.stores.sync.appliedHashes(cluster.org, cluster.name);
+    let connection: KubeConnection;
     try {
-      const connection = this.connectionFor(state, cluster);
-      const desired = this.desired.forOrg(cluster.org);
-      result = await runClusterPass(connection, desired.objects, {
-        requestsInFlight: this.settings.requestsPerCluster,
-        appliedHashes: full ? null : this.stores.sync.appliedHashes(cluster.org, cluster.name),
-        describeFailure: (error) => describeFailure(error, this.settings.requestTimeoutMs),
-        recordApplied: (objects) => this.recordApplied(cluster, objects),
-      });
-      if (desired.errors.length) {
-        result.failed += desired.errors.length;
-        result.error ||= `template: ${desired.errors[0]}`;
-      }
+      connection = this.connectionFor(entry, cluster);
     } catch (error) {
-      result = { applied: 0, unchanged: 0, failed: 0, error: `cannot connect: ${(error as Error).message}`, aborted: true };
+      const message = `${(error as Error).message}; nothing was sent to the cluster: fix the file (or the Secret mounted there)`;
+      return passNotStarted({ desired, appliedHashes, full }, { kind: "credentials", message }, startedAt);
     }
-    this.finishPass(state, cluster, started, result);
-  }
-
-  private recordApplied(cluster: Cluster, objects: { key: string; hash: string }[]): void {
-    // Mid-pass the cluster may have been deleted, re-registered or re-pointed: what this pass
-    // applied then says nothing about the cluster now, whose hashes were forgotten on purpose.
-    if (this.isSameCluster(cluster)) this.stores.sync.recordApplied(cluster.org, cluster.name, objects);
-  }
-
-  private isSameCluster(cluster: Cluster): boolean {
-    const now = this.stores.clusters.find(cluster.org, cluster.name);
-    return now !== undefined && now.createTime.getTime() === cluster.createTime.getTime() && sameTarget(now, cluster);
+    return reconcilePass(
+      {
+        desired,
+        appliedHashes,
+        full,
+        applier: connection,
+        requestsInFlight: this.settings.requestsPerCluster,
+        requestTimeoutMs: this.settings.requestTimeoutMs,
+        names: namesOf(cluster),
+        recordApplied: (objects) => this.recordApplied(cluster, objects),
+      },
+      signal,
+    );
   }
 
   /** A connection for the cluster's current credentials; rebuilt when the files or endpoint change. */
-  private connectionFor(state: ClusterState, cluster: Cluster): KubeConnection {
+  private connectionFor(entry: ClusterEntry, cluster: Cluster): KubeConnection {
     const credentials = readCredentials(cluster.endpoint, cluster.auth, this.settings.credentialDirectories);
-    if (!state.connection || !sameCredentials(state.connection.credentials, credentials)) {
-      state.connection?.close();
-      state.connection = new KubeConnection(credentials, {
+    if (!entry.connection || !sameCredentials(entry.connection.credentials, credentials)) {
+      entry.connection?.close();
+      entry.connection = new KubeConnection(credentials, {
         requestTimeoutMs: this.settings.requestTimeoutMs,
         maxSockets: this.settings.requestsPerCluster,
       });
     }
-    return state.connection;
+    return entry.connection;
   }
+
+  // ---- what a pass leaves behind ----
 
   /**
-   * Records the outcome. Only a pass that could not reach the cluster counts as a failure (it backs
-   * off, and routing avoids the cluster); objects the cluster refused are reported, and retried on
-   * the next interval, but do not take the cluster out of routing for every project.
+   * Mid-pass the cluster may have been deleted, re-registered or re-pointed (by this process or
+   * another): what this pass did then says nothing about the cluster now. The check and the write
+   * are one unit of work, so no other writer slips in between.
    */
-  private finishPass(state: ClusterState, cluster: Cluster, started: Date, result: ClusterPassResult): void {
-    const ok = result.failed === 0 && !result.aborted;
-    const previous = this.stores.sync.status(cluster.org, cluster.name);
-    const failures = result.aborted ? (previous?.consecutiveFailures ?? 0) + 1 : 0;
-    if (this.isSameCluster(cluster)) {
-      this.stores.sync.recordPass(cluster.org, cluster.name, {
-        lastAttemptTime: started,
-        lastSuccessTime: ok ? new Date() : (previous?.lastSuccessTime ?? null),
-        objectsApplied: result.applied,
-        objectsUnchanged: result.unchanged,
-        objectsFailed: result.failed,
-        consecutiveFailures: failures,
-        lastError: result.error,
-      });
-    }
-    const durationMs = Date.now() - started.getTime();
-    const fields = { org: cluster.org, cluster: cluster.name, applied: result.applied, unchanged: result.unchanged, failed: result.failed, durationMs };
-    if (ok) {
-      this.logger.info(fields, "sync: cluster pass done");
-    } else if (!result.aborted) {
-      this.logger.warn({ ...fields, error: result.error }, "sync: cluster pass done, some objects failed");
-    } else {
-      const delay = this.backoff(failures);
-      state.notBefore = Date.now() + delay;
-      state.retry = setTimeout(() => this.retry(state), delay);
-      this.logger.warn({ ...fields, error: result.error, retryInMs: delay }, "sync: cluster pass failed");
-    }
-    const report: ClusterReport = { org: cluster.org, cluster: cluster.name, ok, durationMs, finishedAtMs: performance.now(), ...result };
-    for (const listener of this.passListeners) listener(report);
-  }
-
-  private retry(state: ClusterState): void {
+  private recordApplied(cluster: Cluster, objects: AppliedObject[]): void {
     if (this.stopped) return;
-    state.due = true;
-    // The backoff timer may fire a millisecond before Date.now() reaches notBefore; this is the
-    // retry it was armed for, so it must not be skipped as early (it would wait for the interval).
-    state.notBefore = 0;
-    this.schedule();
+    this.stores.changes.write(() => {
+      if (this.isSameCluster(cluster)) this.stores.sync.recordApplied(cluster.org, cluster.name, objects);
+    });
   }
 
-  /** Exponential backoff with jitter: half the delay fixed, half random, so clusters do not retry in step. */
-  private backoff(failures: number): number {
-    const ceiling = Math.min(this.settings.maxBackoffMs, this.settings.initialBackoffMs * 2 ** Math.min(failures - 1, 30));
-    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  private record(cluster: Cluster, result: PassResult, sequence: number): void {
+    const { outcome } = result;
+    this.stores.changes.write(() => {
+      if (this.isSameCluster(cluster)) this.stores.sync.recordOutcome(cluster.org, cluster.name, outcome);
+    });
+    const report = reportOf(cluster, result);
+    this.log(report);
+    for (const listener of this.passListeners) listener(report, sequence);
   }
 
-  private isIdle(): boolean {
-    if (this.running > 0) return false;
-    const now = Date.now();
-    for (const state of this.clusters.values()) if (state.due && state.notBefore <= now) return false;
-    return true;
+  private log(report: ClusterReport): void {
+    const fields = { org: report.org, cluster: report.cluster, applied: report.applied, unchanged: report.unchanged, failed: report.failed, durationMs: report.durationMs };
+    const failure = report.outcome.failure;
+    if (report.ok) this.logger.info(fields, "sync: cluster pass done");
+    else if (!failure) this.logger.warn({ ...fields, error: report.error }, "sync: cluster pass done, some objects failed");
+    else this.logger.warn({ ...fields, failureKind: failure.kind, error: failure.message }, "sync: cluster pass failed; retrying with backoff");
   }
 
-  private notifyIdle(): void {
-    if (!this.isIdle()) return;
-    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  private isSameCluster(cluster: Cluster): boolean {
+    const now = this.stores.clusters.find(cluster.org, cluster.name);
+    return now !== undefined && now.enabled && targetOf(now) === targetOf(cluster);
   }
+}
+
+function reportOf(cluster: Cluster, result: PassResult): ClusterReport {
+  const { outcome } = result;
+  const firstObject = outcome.objectFailures[0];
+  const error =
+    outcome.failure?.message ??
+    (firstObject ? `${firstObject.key}: ${firstObject.message}` : outcome.templateErrors[0] ? `template: ${outcome.templateErrors[0]}` : "");
+  const failed = result.objectsFailed + outcome.templateErrors.length;
+  return {
+    org: cluster.org,
+    cluster: cluster.name,
+    applied: outcome.applied,
+    unchanged: outcome.unchanged,
+    failed,
+    error,
+    aborted: outcome.failure !== null,
+    ok: outcome.failure === null && failed === 0,
+    durationMs: outcome.finishedAt.getTime() - outcome.startedAt.getTime(),
+    finishedAtMs: performance.now(),
+    outcome,
+  };
+}
+
+function keyOf(cluster: { org: string; name: string }): string {
+  return `${cluster.org}\0${cluster.name}`;
+}
+
+function splitKey(key: string): [string, string] {
+  const at = key.indexOf("\0");
+  return [key.slice(0, at), key.slice(at + 1)];
+}
+
+/** The registration a pass works for: another one (re-created, re-pointed) is another cluster. */
+function targetOf(cluster: Cluster): string {
+  return JSON.stringify([cluster.createTime.getTime(), cluster.endpoint, cluster.auth]);
+}
+
+/** How messages name the cluster's endpoint and credentials. */
+function namesOf(cluster: Cluster): TargetNames {
+  if (cluster.auth.kind === "bearer_token_file") {
+    return { endpoint: cluster.endpoint, token: `the token file ${cluster.auth.tokenPath}`, ca: `the CA file ${cluster.auth.caCertPath}` };
+  }
+  return { endpoint: cluster.endpoint || "the in-cluster API server", token: "the pod's service account token", ca: "the pod's service account CA" };
 }
 
 function sameCredentials(a: Credentials, b: Credentials): boolean {

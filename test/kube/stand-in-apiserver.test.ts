@@ -21,7 +21,7 @@ import {
   objectApiWithTimeout,
   timeoutMiddleware,
 } from "../support/kube/kube-client.js";
-import { type Credentials, StandInApiServer } from "../support/kube/stand-in-apiserver.js";
+import { type Credentials, STAND_IN_USER, StandInApiServer } from "../support/kube/stand-in-apiserver.js";
 
 const MANAGER = "clusterplane";
 
@@ -95,11 +95,20 @@ async function apiFailure(call: Promise<unknown>): Promise<Extract<KubeFailure, 
 }
 
 /** One request with nothing but node:https, for checking exact bytes. */
-function raw(
+async function raw(
   method: string,
   path: string,
   options: { body?: string; contentType?: string; token?: string | null } = {},
 ): Promise<{ status: number; body: unknown }> {
+  const { status, body } = await rawWithHeaders(method, path, options);
+  return { status, body };
+}
+
+function rawWithHeaders(
+  method: string,
+  path: string,
+  options: { body?: string; contentType?: string; token?: string | null } = {},
+): Promise<{ status: number; body: unknown; headers: Record<string, string | string[] | undefined> }> {
   const token = options.token === undefined ? server.token : options.token;
   const headers: Record<string, string> = {};
   if (token !== null) headers.authorization = `Bearer ${token}`;
@@ -116,7 +125,7 @@ function raw(
         } catch {
           // plain text answer
         }
-        resolve({ status: res.statusCode ?? 0, body });
+        resolve({ status: res.statusCode ?? 0, body, headers: res.headers });
       });
     });
     req.on("error", reject);
@@ -501,6 +510,83 @@ describe("faults", () => {
     expect(error).toMatchObject({ kind: "transport", name: "FetchError", code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" });
     await server.clearFault();
     await expect(core.listNamespace()).resolves.toBeDefined();
+  });
+});
+
+describe("request faults: per resource, object and verb, answered as kube-apiserver would", () => {
+  const status = (code: number, reason: string, message: string, details: Record<string, unknown> = {}) => ({
+    kind: "Status",
+    apiVersion: "v1",
+    metadata: {},
+    status: "Failure",
+    message,
+    reason,
+    details,
+    code,
+  });
+
+  it("forbidden: RBAC's wording for the verb, resource and scope; other verbs and resources still served", async () => {
+    server.failRequests({ resource: "namespaces", verbs: ["patch", "create"], answer: "forbidden" });
+    const user = STAND_IN_USER;
+    expect(await raw("PATCH", "/api/v1/namespaces/rbac-less?fieldManager=m", { body: "{}", contentType: "application/apply-patch+yaml" })).toMatchObject({
+      status: 403,
+      body: status(403, "Forbidden", `namespaces "rbac-less" is forbidden: User "${user}" cannot patch resource "namespaces" in API group "" at the cluster scope`, {
+        name: "rbac-less",
+        kind: "namespaces",
+      }),
+    });
+    expect(await raw("POST", "/api/v1/namespaces", { body: "{}", contentType: "application/json" })).toMatchObject({
+      body: { message: `namespaces is forbidden: User "${user}" cannot create resource "namespaces" in API group "" at the cluster scope` },
+    });
+    expect((await raw("GET", "/api/v1/namespaces/default")).status).toBe(200);
+    await server.clearFault();
+    server.failRequests({ resource: "serviceaccounts", name: "spark", answer: "forbidden" });
+    expect((await raw("GET", "/api/v1/namespaces/default/serviceaccounts/spark")).body).toMatchObject({
+      message: `serviceaccounts "spark" is forbidden: User "${user}" cannot get resource "serviceaccounts" in API group "" in the namespace "default"`,
+    });
+    expect((await raw("GET", "/api/v1/namespaces/default/serviceaccounts/default")).status).toBe(200);
+    await server.clearFault();
+    server.failRequests({ resource: "discovery", answer: "forbidden" });
+    expect((await raw("GET", "/api/v1")).body).toMatchObject(status(403, "Forbidden", `forbidden: User "${user}" cannot get path "/api/v1"`));
+  });
+
+  it("authentication comes first: a wrong token is 401 whatever faults are set", async () => {
+    server.failRequests({ resource: "*", answer: "forbidden" });
+    expect((await raw("GET", "/api/v1", { token: "wrong" })).body).toMatchObject({ code: 401, reason: "Unauthorized" });
+  });
+
+  it("429 TooManyRequests with Retry-After in the header and the Status, only as many times as asked", async () => {
+    server.failRequests({ resource: "*", answer: "too-many-requests", retryAfterSeconds: 3, times: 2 });
+    for (let i = 0; i < 2; i++) {
+      const answer = await rawWithHeaders("GET", "/api/v1/namespaces");
+      expect(answer).toMatchObject({ status: 429, body: status(429, "TooManyRequests", "Too many requests, please try again later.", { retryAfterSeconds: 3 }) });
+      expect(answer.headers["retry-after"]).toBe("3");
+    }
+    expect((await raw("GET", "/api/v1/namespaces")).status).toBe(200);
+  });
+
+  it("500 InternalError, 503 ServiceUnavailable, 401, a NotFound Status, and a plain-text 404 page", async () => {
+    server.failRequests({ resource: "namespaces", name: "five-hundred", answer: "internal-error" });
+    server.failRequests({ resource: "namespaces", name: "unavailable", answer: "service-unavailable", retryAfterSeconds: 5 });
+    server.failRequests({ resource: "namespaces", name: "unauthorized", answer: "unauthorized" });
+    server.failRequests({ resource: "namespaces", name: "missing", answer: "not-found" });
+    server.failRequests({ resource: "namespaces", name: "not-kube", answer: "page-not-found" });
+    expect((await raw("GET", "/api/v1/namespaces/five-hundred")).body).toMatchObject({ code: 500, reason: "InternalError" });
+    const unavailable = await rawWithHeaders("GET", "/api/v1/namespaces/unavailable");
+    expect(unavailable.body).toMatchObject(status(503, "ServiceUnavailable", "the server is currently unable to handle the request", { retryAfterSeconds: 5 }));
+    expect(unavailable.headers["retry-after"]).toBe("5");
+    expect((await raw("GET", "/api/v1/namespaces/unauthorized")).body).toMatchObject({ code: 401, reason: "Unauthorized" });
+    expect((await raw("GET", "/api/v1/namespaces/missing")).body).toMatchObject(status(404, "NotFound", 'namespaces "missing" not found', { name: "missing", kind: "namespaces" }));
+    expect(await raw("GET", "/api/v1/namespaces/not-kube")).toMatchObject({ status: 404, body: "404 page not found\n" });
+  });
+
+  it("serves no kind it does not have: /api/v1 does not list it and its group answers 404", async () => {
+    const core = (await raw("GET", "/api/v1")).body as { resources: { kind: string }[] };
+    expect(core.resources.map((resource) => resource.kind)).toEqual(["Namespace", "ServiceAccount"]);
+    expect(await raw("GET", "/apis/rbac.authorization.k8s.io/v1")).toMatchObject({
+      status: 404,
+      body: status(404, "NotFound", "the server could not find the requested resource"),
+    });
   });
 });
 

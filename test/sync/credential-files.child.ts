@@ -16,7 +16,7 @@ async function syncLikeAPass(): Promise<string> {
     const credentials = readCredentials(endpoint, { kind: "bearer_token_file", tokenPath, caCertPath }, [directory]);
     const connection = new KubeConnection(credentials, { requestTimeoutMs: 5_000, maxSockets: 1 });
     try {
-      await connection.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "sent-with-the-default-store" } });
+      await connection.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "sent-with-the-default-store" } }, new AbortController().signal);
     } finally {
       connection.close();
     }

@@ -18,8 +18,11 @@ import {
   invalid,
   methodNotAllowed,
   notFound,
+  rbacForbidden,
   requestEntityTooLarge,
   resourceNotFound,
+  serviceUnavailable,
+  tooManyRequests,
   unauthorized,
   unsupportedMediaType,
 } from "./status.js";
@@ -33,10 +36,15 @@ import { type TestPki, testPki } from "./test-ca.js";
  * the real server's Status bodies. It is what stands between the control
  * plane's Kubernetes client and a real cluster, so it also counts requests
  * and real changes, and can be switched into failure modes (down, 500s,
- * slow, black hole, token or CA mismatch) at runtime.
+ * slow, black hole, token or CA mismatch) at runtime — for every request,
+ * or per resource, object and verb (failRequests: RBAC's 403, 401, 404,
+ * 429 with Retry-After, 500, 503), answered in the filter order of
+ * kube-apiserver (authentication, then priority and fairness, then
+ * authorization).
  *
  * Deliberately not implemented: watch, deletecollection, other
- * resource types, RBAC (one token is all-powerful), anonymous auth.
+ * resource types (their groups answer 404 and /api/v1 does not list them,
+ * as on a cluster without them), real RBAC, anonymous auth.
  */
 
 export type Fault =
@@ -52,6 +60,41 @@ export type Fault =
   | { kind: "wrong-token" }
   /** The server presents a certificate from an unrelated CA: clients fail TLS verification. */
   | { kind: "wrong-ca" };
+
+/** How a request fault answers, each as kube-apiserver would. */
+export type FaultAnswer =
+  /** 401 Unauthorized (authentication). */
+  | "unauthorized"
+  /** 403 Forbidden, worded as the RBAC authorizer's refusal for the request's verb and resource. */
+  | "forbidden"
+  /** 404 NotFound Status for the object (or the empty-details one for a URL). */
+  | "not-found"
+  /** 404 "404 page not found" in plain text: what an endpoint that is not a Kubernetes API answers. */
+  | "page-not-found"
+  /** 429 TooManyRequests with Retry-After (priority and fairness). */
+  | "too-many-requests"
+  /** 500 InternalError. */
+  | "internal-error"
+  /** 503 ServiceUnavailable, with Retry-After when retryAfterSeconds is set. */
+  | "service-unavailable";
+
+/** Which requests a fault answers, and how. */
+export interface RequestFault {
+  /** "discovery" is /api, /api/v1, /apis and /version; "*" is every request. */
+  resource: ResourceName | "discovery" | "*";
+  /** Only requests for this object name. */
+  name?: string;
+  /** Only these verbs: get, list, create, update, patch, delete. All when omitted. */
+  verbs?: string[];
+  answer: FaultAnswer;
+  /** For too-many-requests (default 1) and service-unavailable. */
+  retryAfterSeconds?: number;
+  /** Answer only the next `times` matching requests, then serve normally. Every one when omitted. */
+  times?: number;
+}
+
+/** Who the stand-in says the token belongs to, in RBAC messages. */
+export const STAND_IN_USER = "system:serviceaccount:clusterplane:cluster-sync";
 
 export interface StandInApiServerOptions {
   /** Bearer token the server accepts; random when omitted. */
@@ -103,6 +146,7 @@ interface Reply {
   status: number;
   body: JsonObject | string;
   changed?: boolean;
+  headers?: Record<string, string>;
 }
 
 interface ApiRequest {
@@ -138,6 +182,7 @@ export class StandInApiServer {
   private readonly held = new Set<ServerResponse>();
   private counters = { requests: 0, writes: 0, changes: 0 };
   private currentFault: Fault | undefined;
+  private requestFaults: RequestFault[] = [];
   private boundPort = 0;
   private listening = false;
   private stopped = false;
@@ -182,6 +227,11 @@ export class StandInApiServer {
   /** Writes that changed stored state (no-op applies and failures do not count). */
   get changeCount(): number {
     return this.counters.changes;
+  }
+
+  /** TLS connections open to the server now (kept-alive ones included). */
+  get openConnections(): number {
+    return this.sockets.size;
   }
 
   get fault(): Fault | undefined {
@@ -237,10 +287,16 @@ export class StandInApiServer {
     }
   }
 
-  /** Back to normal service. */
+  /** Answers matching requests with an error from now on (after authentication), until clearFault(). */
+  failRequests(fault: RequestFault): void {
+    this.requestFaults.push({ ...fault });
+  }
+
+  /** Back to normal service: the fault and every request fault cleared. */
   async clearFault(): Promise<void> {
     const fault = this.currentFault;
     this.currentFault = undefined;
+    this.requestFaults = [];
     if (fault?.kind === "down" && !this.stopped) await this.listen(this.boundPort);
     if (fault?.kind === "wrong-ca") {
       this.server.setSecureContext({ key: this.pki.serverKeyPem, cert: this.pki.serverCertPem });
@@ -363,6 +419,12 @@ export class StandInApiServer {
       req.resume();
       throw unauthorized();
     }
+    const requestFault = this.takeRequestFault(method, url);
+    if (requestFault) {
+      req.resume();
+      if (requestFault.answer === "page-not-found") return { status: 404, body: "404 page not found\n" };
+      throw faultError(requestFault, method, url);
+    }
     const request: ApiRequest = {
       method,
       url,
@@ -373,6 +435,16 @@ export class StandInApiServer {
     const reply = this.dispatch(request);
     if (reply.changed) this.counters.changes += 1;
     return reply;
+  }
+
+  /** The first request fault matching the request, counted down when it is limited. */
+  private takeRequestFault(method: string, url: URL): RequestFault | undefined {
+    const target = requestTarget(method, url.pathname);
+    const index = this.requestFaults.findIndex((fault) => faultMatches(fault, target));
+    const fault = this.requestFaults[index];
+    if (!fault) return undefined;
+    if (fault.times !== undefined && --fault.times <= 0) this.requestFaults.splice(index, 1);
+    return fault;
   }
 
   private isAuthenticated(req: IncomingMessage, fault: Fault | undefined): boolean {
@@ -388,6 +460,7 @@ export class StandInApiServer {
       "Content-Type": typeof reply.body === "string" ? "text/plain; charset=utf-8" : "application/json",
       "Cache-Control": "no-cache, private",
       "Content-Length": Buffer.byteLength(text),
+      ...reply.headers,
     });
     res.end(text);
   }
@@ -653,7 +726,74 @@ function writeReply(status: number, result: WriteResult): Reply {
 
 function errorReply(error: unknown): Reply {
   const status = error instanceof KubeStatusError ? error : internalError(error instanceof Error ? error.message : String(error));
-  return { status: status.code, body: status.toStatus() };
+  return { status: status.code, body: status.toStatus(), headers: status.headers };
+}
+
+// ---- request faults ----
+
+/** What a request is about, as the authorizer sees it. */
+interface RequestTarget {
+  resource: ResourceName | "discovery" | undefined;
+  verb: string;
+  namespace?: string;
+  name?: string;
+  path: string;
+}
+
+function requestTarget(method: string, pathname: string): RequestTarget {
+  const route = parseRoute(pathname);
+  // Non-resource URLs (discovery) are authorized by the HTTP verb: GET is "get".
+  if (route.kind === "discovery") return { resource: "discovery", verb: method.toLowerCase(), path: pathname };
+  const verb = verbOf(method, route.kind === "item");
+  if (route.kind === "collection") return { resource: route.def.resource, verb, namespace: route.namespace || undefined, path: pathname };
+  if (route.kind === "item") {
+    const namespace = route.def.namespaced ? route.namespace : undefined;
+    return { resource: route.def.resource, verb, namespace, name: route.name, path: pathname };
+  }
+  return { resource: undefined, verb, path: pathname };
+}
+
+function verbOf(method: string, item: boolean): string {
+  switch (method) {
+    case "GET":
+      return item ? "get" : "list";
+    case "POST":
+      return "create";
+    case "PUT":
+      return "update";
+    case "PATCH":
+      return "patch";
+    case "DELETE":
+      return "delete";
+    default:
+      return method.toLowerCase();
+  }
+}
+
+function faultMatches(fault: RequestFault, target: RequestTarget): boolean {
+  if (fault.resource !== "*" && fault.resource !== target.resource) return false;
+  if (fault.name !== undefined && fault.name !== target.name) return false;
+  return fault.verbs === undefined || fault.verbs.includes(target.verb);
+}
+
+function faultError(fault: RequestFault, method: string, url: URL): KubeStatusError {
+  const target = requestTarget(method, url.pathname);
+  switch (fault.answer) {
+    case "unauthorized":
+      return unauthorized();
+    case "forbidden": {
+      const resource = target.resource === "discovery" ? undefined : target.resource;
+      return rbacForbidden(STAND_IN_USER, { ...target, resource });
+    }
+    case "not-found":
+      return target.resource && target.resource !== "discovery" && target.name ? notFound(target.resource, target.name) : resourceNotFound();
+    case "too-many-requests":
+      return tooManyRequests(fault.retryAfterSeconds ?? 1);
+    case "service-unavailable":
+      return serviceUnavailable(fault.retryAfterSeconds);
+    default:
+      return internalError(`the stand-in apiserver was told to fail ${method} ${url.pathname}`);
+  }
 }
 
 // ---- list filtering and paging ----

@@ -19,6 +19,8 @@ export interface StatusDetails {
   /** The resource (plural, e.g. "namespaces") for most errors; the Kind for Invalid. */
   kind?: string;
   causes?: StatusCause[];
+  /** Set on 429 (and 503 when the server knows): the same number as the Retry-After header. */
+  retryAfterSeconds?: number;
 }
 
 export class KubeStatusError extends Error {
@@ -27,6 +29,8 @@ export class KubeStatusError extends Error {
     readonly reason: string,
     message: string,
     readonly details?: StatusDetails,
+    /** Extra response headers (Retry-After). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
     this.name = "KubeStatusError";
@@ -55,6 +59,7 @@ function compactDetails(details: StatusDetails): JsonObject {
   if (details.causes && details.causes.length > 0) {
     out.causes = details.causes.map((cause) => ({ ...cause }));
   }
+  if (details.retryAfterSeconds !== undefined) out.retryAfterSeconds = details.retryAfterSeconds;
   return out;
 }
 
@@ -167,4 +172,39 @@ export function requestEntityTooLarge(limitBytes: number): KubeStatusError {
 
 export function internalError(message: string): KubeStatusError {
   return new KubeStatusError(500, "InternalError", `Internal error occurred: ${message}`, { causes: [{ message }] });
+}
+
+/**
+ * RBAC's refusal, worded as the authorizer's: a resource request names the verb, resource, group
+ * and scope; a non-resource URL (discovery) names the path.
+ */
+export function rbacForbidden(user: string, request: { verb: string; resource?: string; name?: string; namespace?: string; path: string }): KubeStatusError {
+  if (!request.resource) {
+    return new KubeStatusError(403, "Forbidden", `forbidden: User "${user}" cannot ${request.verb} path "${request.path}"`, {});
+  }
+  const scope = request.namespace ? `in the namespace "${request.namespace}"` : "at the cluster scope";
+  const subject = request.name ? `${request.resource} "${request.name}"` : request.resource;
+  return new KubeStatusError(
+    403,
+    "Forbidden",
+    `${subject} is forbidden: User "${user}" cannot ${request.verb} resource "${request.resource}" in API group "" ${scope}`,
+    { name: request.name, kind: request.resource },
+  );
+}
+
+/** API Priority and Fairness (or max-in-flight) turning a request away. */
+export function tooManyRequests(retryAfterSeconds: number): KubeStatusError {
+  return new KubeStatusError(
+    429,
+    "TooManyRequests",
+    "Too many requests, please try again later.",
+    { retryAfterSeconds },
+    { "Retry-After": String(retryAfterSeconds) },
+  );
+}
+
+export function serviceUnavailable(retryAfterSeconds?: number): KubeStatusError {
+  const headers: Record<string, string> = retryAfterSeconds === undefined ? {} : { "Retry-After": String(retryAfterSeconds) };
+  const details = retryAfterSeconds === undefined ? {} : { retryAfterSeconds };
+  return new KubeStatusError(503, "ServiceUnavailable", "the server is currently unable to handle the request", details, headers);
 }
