@@ -149,6 +149,14 @@ const clusters: NamedResource<typeof ClusterSchema> = {
   noun: "cluster",
   kind: ResourceKind.CLUSTER,
   resourceOf: (change) => (change.resource.case === "cluster" ? change.resource.value : undefined),
+  related: {
+    kind: ResourceKind.CLUSTER_SYNC_STATUS,
+    refetch: (session, change) =>
+      session.api.clusters.getCluster({ org: session.org, name: change.name }).then(
+        (answer) => answer.cluster,
+        () => undefined, // deleted meanwhile: its DELETE event says so
+      ),
+  },
   plural: "clusters",
   keyField: "name",
   schema: ClusterSchema,

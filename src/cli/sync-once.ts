@@ -19,7 +19,9 @@ export async function syncOnce(flags: SyncOnceFlags): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const stores = openStores({ path: config.databasePath, domains: config.domains });
+  // One pass by hand, beside whichever server leads the loop (it does not take the sync lease):
+  // its outcome reaches every server through the change log.
+  const stores = openStores({ path: config.databasePath, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
   const loop = new SyncLoop(stores, { ...config.sync!, enabled: true }, createLogger("warn"));
   try {
     const reports = await loop.runOnce(flags.full ?? false);

@@ -13,6 +13,11 @@ export interface Watchable<S extends DescMessage> extends Listing<S> {
   kind: ResourceKind;
   /** The resource of a change of this kind. */
   resourceOf(change: ResourceChange): MessageShape<S> | undefined;
+  /**
+   * Another kind whose changes alter what the rows show (a cluster's sync status changes its
+   * READY and PROVISIONED columns), and how to read the object again when one comes.
+   */
+  related?: { kind: ResourceKind; refetch(session: Session, change: ResourceChange): Promise<MessageShape<S> | undefined> };
 }
 
 /**
@@ -29,17 +34,23 @@ export async function watchList<S extends DescMessage>(
 ): Promise<void> {
   const snapshot: MessageShape<S>[] = [];
   let widths: number[] | null = null;
-  const stream = session.api.watch.watch({ org: session.org, kinds: [watchable.kind] }, { timeoutMs: 0 });
+  let listed = false;
+  const kinds = watchable.related ? [watchable.kind, watchable.related.kind] : [watchable.kind];
+  const stream = session.api.watch.watch({ org: session.org, kinds }, { timeoutMs: 0 });
   for await (const { event } of stream) {
     if (event.case === "snapshotComplete") {
+      listed = true;
       if (format === "table") widths = printSnapshot(watchable, snapshot);
       else printEvent(format, { type: "SNAPSHOT_COMPLETE", revision: String(event.value.revision) });
       continue;
     }
     if (event.case !== "change") continue;
-    const item = watchable.resourceOf(event.value);
+    const related = event.value.kind !== watchable.kind;
+    // In the snapshot the objects themselves already show their related state.
+    if (related && !listed) continue;
+    const item = related ? await watchable.related!.refetch(session, event.value) : watchable.resourceOf(event.value);
     if (!item || !matches(item)) continue;
-    const deleted = event.value.operation === ChangeOperation.DELETE;
+    const deleted = !related && event.value.operation === ChangeOperation.DELETE;
     if (format !== "table") {
       printEvent(format, { type: deleted ? "DELETE" : "PUT", revision: String(event.value.revision), object: messageJson(watchable.schema, item) });
     } else if (widths === null) {

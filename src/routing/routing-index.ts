@@ -48,14 +48,26 @@ export class RoutingIndex {
     private readonly stores: Stores,
     private readonly honorSyncStatus = false,
   ) {
+    this.loadAll();
+    const unsubscribe = stores.changes.subscribe((change) => this.apply(change));
+    const unsubscribeResync = stores.changes.onResync(() => this.loadAll());
+    this.unsubscribe = () => {
+      unsubscribe();
+      unsubscribeResync();
+    };
+  }
+
+  /** Reads everything routing needs (at start, and after falling behind the log's retention). */
+  private loadAll(): void {
+    const { stores } = this;
     this.loadClusters();
+    for (const map of [this.labels, this.assignments, this.defaults, this.projects, this.queues]) map.clear();
     for (const label of stores.labels.all()) this.labels.set(key(label.org, label.name), members(label.clusters));
     for (const assignment of stores.assignments.all()) this.assignments.set(assignmentKey(assignment), assignment.value);
     for (const [org, label] of stores.labels.allDefaults()) this.defaults.set(org, label);
     for (const project of stores.projects.allInState("ACTIVE")) this.projects.set(key(project.org, project.id), "ACTIVE");
     for (const project of stores.projects.allInState("ARCHIVED")) this.projects.set(key(project.org, project.id), "ARCHIVED");
     for (const queue of stores.queues.all()) this.queues.set(key(queue.org, queue.name), queue);
-    this.unsubscribe = stores.changes.subscribe((change) => this.apply(change));
   }
 
   private loadClusters(): void {

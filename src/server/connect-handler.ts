@@ -32,6 +32,7 @@ export interface ConnectHandlerOptions {
  */
 export function connectHandler(options: ConnectHandlerOptions): NodeHandler {
   const { limits, logger } = options;
+  const inFlight = new InFlightBytes(IN_FLIGHT_REQUESTS_OF_MAX_SIZE * limits.maxRequestBytes);
   const router = createConnectRouter({
     interceptors: options.interceptors,
     readMaxBytes: limits.maxRequestBytes,
@@ -52,7 +53,7 @@ export function connectHandler(options: ConnectHandlerOptions): NodeHandler {
     clampDeadline(request.headers, limits.maxDeadlineMs);
     const universal = {
       ...universalRequestFromNodeRequest(request, response, undefined, options.contextValues(request)),
-      body: limitedBody(request, response, limits.maxRequestBytes),
+      body: limitedBody(request, response, limits.maxRequestBytes, inFlight),
     };
     handler(universal)
       .then((answer) => universalResponseToNodeResponse(answer, response))
@@ -90,20 +91,50 @@ function queryRefusal(url: string): ConnectError | undefined {
  * the request: ending that loop early destroys the request, and with it the socket the answer
  * was to go out on.
  */
-async function* limitedBody(request: NodeRequest, response: NodeResponse, maxBytes: number): AsyncGenerator<Uint8Array> {
+async function* limitedBody(request: NodeRequest, response: NodeResponse, maxBytes: number, inFlight: InFlightBytes): AsyncGenerator<Uint8Array> {
   const chunks = request.iterator({ destroyOnReturn: false });
+  let received = 0;
   try {
     if (Number(request.headers["content-length"] ?? 0) > maxBytes) throw tooLarge(maxBytes);
-    let received = 0;
     for (let next = await chunks.next(); next.done !== true; next = await chunks.next()) {
       const chunk = next.value as Uint8Array;
+      if (received + chunk.byteLength > maxBytes) throw tooLarge(maxBytes);
+      if (!inFlight.take(chunk.byteLength)) throw busy();
       received += chunk.byteLength;
-      if (received > maxBytes) throw tooLarge(maxBytes);
       yield chunk;
     }
   } finally {
+    inFlight.give(received);
     if (!request.complete) stopUpload(request, response);
   }
+}
+
+/**
+ * Request bodies being received at once, by all callers together, are bounded too: each is
+ * below maxRequestSize, but many connections with many streams each could otherwise hold
+ * gigabytes before a single one of them has been authenticated.
+ */
+const IN_FLIGHT_REQUESTS_OF_MAX_SIZE = 64;
+
+class InFlightBytes {
+  private held = 0;
+
+  constructor(private readonly budget: number) {}
+
+  take(bytes: number): boolean {
+    if (this.held + bytes > this.budget) return false;
+    this.held += bytes;
+    return true;
+  }
+
+  /** Returns what a finished (or refused) request had taken. */
+  give(bytes: number): void {
+    this.held -= bytes;
+  }
+}
+
+function busy(): ConnectError {
+  return new ConnectError("the server is receiving too many large requests at once; retry shortly", Code.ResourceExhausted);
 }
 
 function tooLarge(maxBytes: number): ConnectError {

@@ -210,6 +210,7 @@ export class OnePortServer {
     if (this.closing) session.close();
     this.requireSettings(session);
     this.closeWhenIdle(session);
+    session.on("stream", (stream: http2.ServerHttp2Stream) => this.requireWholeRequest(stream));
   }
 
   /** A client must send its preface and SETTINGS first (RFC 9113 §3.4); one that stalls is cut. */
@@ -239,6 +240,23 @@ export class OnePortServer {
     });
     session.once("close", () => clearTimeout(timer));
     arm();
+  }
+
+  /**
+   * An HTTP/2 request has `requestTimeoutMs` to arrive whole, as an HTTP/1.1 one does: otherwise a
+   * client could hold a buffered, unauthenticated body per stream for as long as it liked. Once the
+   * request is in, the call may take as long as its deadline allows (a Watch for hours).
+   */
+  private requireWholeRequest(stream: http2.ServerHttp2Stream): void {
+    const timer = setTimeout(() => {
+      if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    }, this.limits.requestTimeoutMs);
+    timer.unref();
+    const done = () => clearTimeout(timer);
+    // 'end' of the readable side is seen without consuming it: the handler reads the body.
+    stream.once("end", done);
+    stream.once("close", done);
+    if (stream.readableEnded) done();
   }
 
   private destroyAll(): void {

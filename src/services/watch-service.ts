@@ -113,17 +113,28 @@ export class WatchHub {
     const unsubscribe = this.stores.changes.subscribe((change, entry) => {
       if (change.org === request.org && kinds.has(change.kind)) stream.push(entry);
     });
+    const unsubscribeResync = this.stores.changes.onResync(() => stream.fellBehindRetention());
+    // One controller per stream, fed by the two signals: AbortSignal.any would keep a reference
+    // from the hub's long-lived signal for every stream ever opened.
+    const stop = new AbortController();
+    const onStop = () => stop.abort();
+    context.signal.addEventListener("abort", onStop);
+    this.closing.signal.addEventListener("abort", onStop);
+    if (context.signal.aborted || this.closing.signal.aborted) stop.abort();
     try {
-      yield* this.events(request, kinds, stream, context.signal);
+      yield* this.events(request, kinds, stream, stop.signal);
     } finally {
+      context.signal.removeEventListener("abort", onStop);
+      this.closing.signal.removeEventListener("abort", onStop);
       unsubscribe();
+      unsubscribeResync();
       const remaining = (this.streamsByCaller.get(caller) ?? 1) - 1;
       if (remaining > 0) this.streamsByCaller.set(caller, remaining);
       else this.streamsByCaller.delete(caller);
     }
   }
 
-  private async *events(request: WatchRequest, kinds: Set<ChangeKind>, stream: StreamQueue, clientGone: AbortSignal): AsyncGenerator<WatchResponse> {
+  private async *events(request: WatchRequest, kinds: Set<ChangeKind>, stream: StreamQueue, stop: AbortSignal): AsyncGenerator<WatchResponse> {
     let cursor: number;
     if (request.sinceRevision === undefined) {
       const snapshot = this.snapshot(request.org, kinds);
@@ -138,8 +149,8 @@ export class WatchHub {
         if (entry.change.org === request.org && kinds.has(entry.change.kind)) yield event({ case: "change", value: toChange(entry, this.stores) });
       }
     }
-    const stop = AbortSignal.any([clientGone, this.closing.signal]);
     while (!stop.aborted) {
+      if (stream.behindRetention) throw compactedAway(cursor, this.stores.changes.oldestResumable());
       if (stream.overflowed) {
         throw new ConnectError(
           `this Watch stream fell more than ${stream.limit} changes behind; resume with since_revision ${cursor} once you can keep up`,
@@ -157,10 +168,14 @@ export class WatchHub {
     }
   }
 
-  /** Every entry after `cursor` up to what this process has applied; later ones arrive live. */
+  /**
+   * Every entry after `cursor` up to what this process has applied; later ones arrive live. Read in
+   * batches while the client takes them, so compaction may overtake a slow reader: that ends the
+   * stream (OUT_OF_RANGE) rather than skipping what was removed.
+   */
   private *backlog(cursor: number): Generator<LogEntry> {
     const until = this.stores.changes.appliedRevision;
-    for (let batch = this.stores.changes.readAfter(cursor); batch.length > 0; batch = this.stores.changes.readAfter(cursor)) {
+    for (let batch = this.readRetainedAfter(cursor); batch.length > 0; batch = this.readRetainedAfter(cursor)) {
       for (const entry of batch) {
         if (entry.revision > until) return;
         cursor = entry.revision;
@@ -169,15 +184,16 @@ export class WatchHub {
     }
   }
 
+  private readRetainedAfter(cursor: number): LogEntry[] {
+    const batch = this.stores.changes.readAfter(cursor);
+    const oldest = this.stores.changes.oldestResumable();
+    if (cursor < oldest) throw compactedAway(cursor, oldest);
+    return batch;
+  }
+
   private requireRetained(since: number): void {
     const oldest = this.stores.changes.oldestResumable();
-    if (since < oldest) {
-      throw new ConnectError(
-        `revision ${since} has been compacted away; the oldest revision a watch can resume from is ${oldest}: ` +
-          "list again (watch without since_revision) and resume from the snapshot's revision",
-        Code.OutOfRange,
-      );
-    }
+    if (since < oldest) throw compactedAway(since, oldest);
     const newest = this.stores.changes.currentRevision();
     if (since > newest) {
       throw new ConnectError(`since_revision ${since} is ahead of the newest revision ${newest}; it was not issued by this database`, Code.OutOfRange);
@@ -197,11 +213,21 @@ export class WatchHub {
   }
 }
 
+function compactedAway(revision: number, oldest: number): ConnectError {
+  return new ConnectError(
+    `revision ${revision} has been compacted away; the oldest revision a watch can resume from is ${oldest}: ` +
+      "list again (watch without since_revision) and resume from the snapshot's revision",
+    Code.OutOfRange,
+  );
+}
+
 /** Changes pushed by the log for one stream, bounded: past the limit the stream is ended, not buffered. */
 class StreamQueue {
   private entries: LogEntry[] = [];
   private wake: (() => void) | null = null;
   overflowed = false;
+  /** This process fell behind the log's retention: entries this stream needed are gone. */
+  behindRetention = false;
 
   constructor(readonly limit: number) {}
 
@@ -213,6 +239,12 @@ class StreamQueue {
     } else {
       this.entries.push(entry);
     }
+    this.wake?.();
+  }
+
+  fellBehindRetention(): void {
+    this.behindRetention = true;
+    this.entries = [];
     this.wake?.();
   }
 

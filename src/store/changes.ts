@@ -95,6 +95,7 @@ export class ChangeLog {
   private readonly listeners = new Set<ChangeListener>();
   private readonly snapshots = new Map<ChangeKind, Snapshot>();
   private readonly statements = new Map<string, Statement>();
+  private readonly resyncListeners = new Set<() => void>();
   private lastApplied: number;
   private lastDataVersion = -1;
   private catchingUp = false;
@@ -182,8 +183,9 @@ export class ChangeLog {
   }
 
   /**
-   * Removes entries beyond the retention: more than `maxEntries` behind the newest, or older
-   * than `maxAgeMs`. The newest entry is always kept. Returns how many were removed.
+   * Removes the entries beyond the retention: more than `maxEntries` behind the newest and older
+   * than `maxAgeMs` (either rule alone keeps an entry). The newest entry is always kept. Returns
+   * how many were removed.
    */
   compact(retention: { maxEntries: number; maxAgeMs: number }, now = Date.now()): number {
     return this.write(() => {
@@ -193,7 +195,8 @@ export class ChangeLog {
         .prepare("SELECT MAX(revision) FROM change_log WHERE commit_time < ? AND revision < ?")
         .pluck()
         .get(now - retention.maxAgeMs, newest) as number | null) ?? 0;
-      const through = Math.min(newest - 1, Math.max(byCount, byAge));
+      // An entry goes only when both rules let it go: beyond the newest maxEntries AND older than maxAgeMs.
+      const through = Math.min(newest - 1, byCount, byAge);
       if (through <= this.oldestResumable()) return 0;
       const { changes } = this.db.prepare("DELETE FROM change_log WHERE revision <= ?").run(through);
       this.db.prepare("UPDATE change_log_meta SET compacted_through = ? WHERE id = 1").run(through);
@@ -214,6 +217,7 @@ export class ChangeLog {
     try {
       do {
         this.catchUpAgain = false;
+        this.resyncIfCompactedPast();
         let batch: LogEntry[];
         do {
           batch = this.readAfter(this.lastApplied);
@@ -225,6 +229,29 @@ export class ChangeLog {
       } while (this.catchUpAgain);
     } finally {
       this.catchingUp = false;
+    }
+  }
+
+  /**
+   * Called when this process fell so far behind that compaction removed entries it had not
+   * applied (it was stopped or blocked for longer than the retention): what it holds in memory
+   * can no longer be brought up to date entry by entry, and must be read again whole.
+   */
+  onResync(listener: () => void): () => void {
+    this.resyncListeners.add(listener);
+    return () => this.resyncListeners.delete(listener);
+  }
+
+  private resyncIfCompactedPast(): void {
+    const oldest = this.oldestResumable();
+    if (this.lastApplied >= oldest) return;
+    this.lastApplied = this.currentRevision();
+    for (const listener of this.resyncListeners) {
+      try {
+        listener();
+      } catch (error) {
+        this.onListenerError(error, { kind: "default-label", org: "" });
+      }
     }
   }
 
@@ -262,8 +289,9 @@ export class ChangeLog {
     try {
       const version = this.db.pragma("data_version", { simple: true }) as number;
       if (version === this.lastDataVersion) return;
-      this.lastDataVersion = version;
       this.catchUp();
+      // Only once caught up: after a failure the next poll must try again.
+      this.lastDataVersion = version;
     } catch (error) {
       // A closed or briefly locked database: the next poll tries again.
       if (!this.db.open) this.unfollow();

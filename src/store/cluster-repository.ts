@@ -101,6 +101,7 @@ export class ClusterRepository {
           enabled: cluster.enabled ? 1 : 0, now, ...authColumns(cluster.auth) });
       this.queues.insert({ org: cluster.org, name: cluster.name, pool: cluster.pool, clusters: [cluster.name] }, cluster.name);
       this.announce(cluster.org, cluster.name);
+      this.announcePool(cluster.org, cluster.pool);
       return this.get(cluster.org, cluster.name);
     });
   }
@@ -187,6 +188,7 @@ export class ClusterRepository {
       const hadStatus = this.sync.status(org, name) !== null;
       this.db.prepare("DELETE FROM clusters WHERE org = ? AND name = ?").run(org, name);
       this.announce(org, name);
+      this.announcePool(org, current.pool);
       // The foreign keys took its sync status with it.
       if (hadStatus) this.changes.record({ kind: "cluster-sync", org, name });
     });
@@ -206,6 +208,11 @@ export class ClusterRepository {
   private announce(org: string, name: string): void {
     this.changes.record({ kind: "cluster", org, name });
     this.changes.record({ kind: "queue", org, name });
+  }
+
+  /** A cluster joining or leaving changes its pool's member clusters. */
+  private announcePool(org: string, pool: string): void {
+    if (this.pools.findStored(org, pool)) this.changes.record({ kind: "pool", org, name: pool });
   }
 
   private blockersOfDelete(org: string, name: string): string[] {

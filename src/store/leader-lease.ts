@@ -39,8 +39,22 @@ export class LeaseStore {
     private readonly changes: ChangeLog,
   ) {}
 
-  /** Takes or renews the lease for `holder`; returns who holds it afterwards. */
-  acquire(name: string, holder: string, durationMs: number, now = Date.now()): LeaseHolder {
+  /**
+   * Takes or renews the lease for `holder`; returns who holds it afterwards. `maxWaitMs` bounds the
+   * wait for another writer's lock (a renewal must not outwait its own deadline).
+   */
+  acquire(name: string, holder: string, durationMs: number, now = Date.now(), maxWaitMs?: number): LeaseHolder {
+    if (maxWaitMs === undefined) return this.acquireNow(name, holder, durationMs, now);
+    const usual = this.db.pragma("busy_timeout", { simple: true }) as number;
+    this.db.pragma(`busy_timeout = ${Math.max(0, Math.min(usual, Math.floor(maxWaitMs)))}`);
+    try {
+      return this.acquireNow(name, holder, durationMs, now);
+    } finally {
+      this.db.pragma(`busy_timeout = ${usual}`);
+    }
+  }
+
+  private acquireNow(name: string, holder: string, durationMs: number, now: number): LeaseHolder {
     return this.changes.write(() => {
       const current = this.get(name);
       if (current && current.holder !== holder && current.expiresAt.getTime() > now) return current;
@@ -93,9 +107,12 @@ export interface ElectorEvents {
  */
 export class LeaderElector {
   private timer: NodeJS.Timeout | null = null;
+  private deadline: NodeJS.Timeout | null = null;
   private leading = false;
   private lastRenewal = 0;
   private stopped = false;
+  private generation = 0;
+  private steppingDown: Promise<void> | null = null;
   private leader: LeaseHolder | undefined;
 
   constructor(
@@ -117,16 +134,22 @@ export class LeaderElector {
 
   start(): void {
     this.stopped = false;
+    this.generation++;
     this.tryOnce();
   }
 
-  /** Stops running; a leader steps down and releases the lease so another can take it at once. */
+  /**
+   * Stops running; a leader steps down (its work stopped first) and releases the lease so another
+   * can take it at once. A start() after this stop() is a new term: this stop never releases it.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    if (!this.leading) return;
-    await this.stepDown();
+    const generation = this.generation;
+    this.clearTimers();
+    const wasLeading = this.leading;
+    if (wasLeading) void this.stepDown();
+    await this.steppingDown;
+    if (!wasLeading || !this.stopped || generation !== this.generation) return;
     try {
       this.leases.release(this.name, this.identity);
     } catch (error) {
@@ -137,23 +160,43 @@ export class LeaderElector {
   private tryOnce(): void {
     if (this.stopped) return;
     const now = Date.now();
+    // A renewal waits for the lock no longer than the leader may go without one.
+    const maxWaitMs = this.leading ? this.lastRenewal + this.timings.renewDeadlineMs - now : undefined;
     try {
-      this.leader = this.leases.acquire(this.name, this.identity, this.timings.durationMs, now);
+      this.leader = this.leases.acquire(this.name, this.identity, this.timings.durationMs, now, maxWaitMs);
       this.events.onLeaderSeen?.(this.leader);
       if (this.leader.holder === this.identity) {
-        this.lastRenewal = now;
-        if (!this.leading) {
-          this.leading = true;
-          this.events.onStartedLeading();
-        }
+        this.renewed(now);
       } else if (this.leading) {
         void this.stepDown();
       }
     } catch (error) {
       this.events.onError?.(error);
-      if (this.leading && Date.now() - this.lastRenewal >= this.timings.renewDeadlineMs) void this.stepDown();
     }
     this.schedule();
+  }
+
+  /**
+   * Leading until `renewDeadlineMs` after this renewal unless another succeeds: the deadline
+   * timer steps down on its own, so a leader whose renewals fail or hang stops before its
+   * lease can expire and another process can take it.
+   */
+  private renewed(at: number): void {
+    this.lastRenewal = at;
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = setTimeout(() => void this.stepDown(), Math.max(0, at + this.timings.renewDeadlineMs - Date.now()));
+    this.deadline.unref();
+    if (!this.leading) {
+      this.leading = true;
+      this.events.onStartedLeading();
+    }
+  }
+
+  private clearTimers(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.deadline) clearTimeout(this.deadline);
+    this.timer = null;
+    this.deadline = null;
   }
 
   private schedule(): void {
@@ -163,13 +206,18 @@ export class LeaderElector {
     this.timer.unref();
   }
 
-  private async stepDown(): Promise<void> {
-    if (!this.leading) return;
+  private stepDown(): Promise<void> {
+    if (!this.leading) return this.steppingDown ?? Promise.resolve();
     this.leading = false;
-    try {
-      await this.events.onStoppedLeading();
-    } catch (error) {
-      this.events.onError?.(error);
-    }
+    if (this.deadline) clearTimeout(this.deadline);
+    this.deadline = null;
+    this.steppingDown = (async () => {
+      try {
+        await this.events.onStoppedLeading();
+      } catch (error) {
+        this.events.onError?.(error);
+      }
+    })();
+    return this.steppingDown;
   }
 }

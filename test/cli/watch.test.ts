@@ -48,6 +48,13 @@ describe("clusterplane get NOUN --watch", () => {
 
     await clusters.createCluster({ cluster: seedCluster("dataplane_2") });
     await waitFor("the new cluster's row", () => lines.some((line) => line.startsWith("dataplane_2")), 20_000);
+    // A sync pass changes READY and PROVISIONED: the row comes again.
+    const desired = [{ project: "p", domain: "development" }];
+    server.stores.sync.recordOutcome("", "dataplane_2", {
+      startedAt: new Date(), finishedAt: new Date(), full: false, applied: 2, unchanged: 0, failure: null,
+      objectFailures: [], templateErrors: [], desired, provisioned: desired,
+    });
+    await waitFor("the synced row", () => lines.some((line) => /^dataplane_2 .* True +1\/1 /.test(line)), 20_000);
     await clusters.drainCluster({ name: "dataplane_2" });
     await waitFor("the drained row", () => lines.some((line) => /^dataplane_2 .*DRAINED/.test(line)), 20_000);
     const { cluster } = await clusters.getCluster({ name: "dataplane_2" });

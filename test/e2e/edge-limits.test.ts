@@ -346,3 +346,57 @@ describe("deadlines (server.limits.maxDeadline)", () => {
     expect(warnings.filter((warning) => warning.name === "TimeoutOverflowWarning")).toEqual([]);
   });
 });
+
+describe("unauthenticated bodies held across many HTTP/2 streams", () => {
+  let server: TestServer;
+  const admin = newToken("admin");
+  beforeAll(async () => {
+    const tokens = join(mkdtempSync(join(tmpdir(), "clusterplane-edge-tokens-")), "tokens");
+    writeTokensFile(tokens, [admin]);
+    // 64 KiB requests: at most 64 of them (4 MiB) may be arriving at once.
+    server = await startTestServer({ auth: { tokensFile: tokens }, limits: { maxRequestBytes: 64 * 1024, headersTimeoutMs: 1_000, requestTimeoutMs: 1_000 } });
+  });
+  afterAll(() => server.stop());
+
+  /** Opens a gRPC call without a token, sends `bytes` of a larger message, and never ends it. */
+  function unfinished(session: http2.ClientHttp2Session, bytes: number) {
+    const stream = session.request({ ":method": "POST", ":path": LIST_POOLS, ...GRPC });
+    const outcome = new Promise<{ status?: number; reset?: number }>((resolve) => {
+      let status: number | undefined;
+      stream.on("response", (fields) => fields["grpc-status"] !== undefined && (status = Number(fields["grpc-status"])));
+      stream.on("trailers", (fields) => (status = Number(fields["grpc-status"])));
+      stream.on("error", () => undefined);
+      stream.on("close", () => resolve({ status, reset: stream.rstCode }));
+    });
+    stream.resume();
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(60 * 1024, 1);
+    stream.write(Buffer.concat([header, Buffer.alloc(bytes)]));
+    return outcome;
+  }
+
+  it("a request body that does not arrive whole within requestTimeout is cut, as on HTTP/1.1", async () => {
+    const session = await h2Connect(server.url);
+    try {
+      const started = Date.now();
+      const outcome = await unfinished(session, 1024);
+      expect(outcome.reset).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect(Date.now() - started).toBeLessThan(DEADLINE_MS);
+      await expectHealthy(server);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("bodies arriving at once are bounded all together: beyond the budget a call is RESOURCE_EXHAUSTED", async () => {
+    const sessions = await Promise.all([1, 2].map(() => h2Connect(server.url)));
+    try {
+      // 2 x 50 streams x 50 KiB = 5 000 KiB > 64 x 64 KiB: some must be refused at once.
+      const outcomes = await Promise.all(sessions.flatMap((session) => Array.from({ length: 50 }, () => unfinished(session, 50 * 1024))));
+      expect(outcomes.filter((o) => o.status === Code.ResourceExhausted).length).toBeGreaterThan(0);
+      await expectHealthy(server);
+    } finally {
+      for (const session of sessions) session.close();
+    }
+  });
+});

@@ -81,14 +81,17 @@ describe("Watch", () => {
     await clusters.drainCluster({ name: "dataplane_1" });
     const got = await clusters.getCluster({ name: "dataplane_1" });
     await clusters.deleteCluster({ name: "dataplane_1", etag: got.cluster!.etag });
-    await waitFor("the delete", () => changes(events).length >= 5).catch((error) => {
+    await waitFor("the delete", () => changes(events).length >= 6).catch((error) => {
       throw new Error(`${error.message}: ${names(events).join(", ")}`);
     });
     const live = changes(events).slice(3);
+    // The pool's member clusters changed with the delete: the pool comes again.
     expect(live.map((c) => [ResourceKind[c.kind], c.name, ChangeOperation[c.operation]])).toEqual([
       ["CLUSTER", "dataplane_1", "PUT"],
       ["CLUSTER", "dataplane_1", "DELETE"],
+      ["CLUSTER_POOL", "prod", "PUT"],
     ]);
+    expect(live[2]!.resource.case === "clusterPool" && live[2]!.resource.value.memberClusters).toEqual([]);
     // The drain's revision is the one the API now shows; the delete carries only the key.
     expect(live[0]!.revision).toBe(got.cluster!.revision);
     expect(live[1]!.revision).toBeGreaterThan(live[0]!.revision);
@@ -116,7 +119,7 @@ describe("Watch", () => {
     expect(archived.resource.case === "project" && archived.resource.value.state).toBe(2);
     abort.abort();
 
-    second.stores.changes.compact({ maxEntries: 1, maxAgeMs: 0 });
+    second.stores.changes.compact({ maxEntries: 1, maxAgeMs: 0 }, Date.now() + 1_000);
     const error = await collect(watch.watch({ sinceRevision: seen })).ended;
     expect(error?.code).toBe(Code.OutOfRange);
     expect(error?.rawMessage).toContain(`oldest revision a watch can resume from is ${second.stores.changes.oldestResumable()}`);

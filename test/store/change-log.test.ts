@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import Database from "better-sqlite3";
 import { DomainError } from "../../src/core/errors.js";
 import type { LogEntry } from "../../src/store/changes.js";
-import { LeaseStore } from "../../src/store/leader-lease.js";
+import { LeaderElector, LeaseStore } from "../../src/store/leader-lease.js";
 import { openStores, type Stores } from "../../src/store/stores.js";
 import { waitFor } from "../support/wait.js";
 import { startTestServer } from "../support/server.js";
@@ -47,22 +47,26 @@ describe("the change log", () => {
     const seen: LogEntry[] = [];
     stores.changes.subscribe((_change, entry) => seen.push(entry));
     const cluster = stores.clusters.create({ org: "", name: "dataplane_1", pool: "default", endpoint: "", enabled: true, auth: IN_CLUSTER });
-    // The default pool (stored by the first write), the cluster and its implicit queue.
+    // The default pool (stored by the first write), the cluster, its implicit queue, and the pool
+    // again: its member clusters changed.
     expect(seen.map((e) => [e.revision, e.change.kind, e.op])).toEqual([
       [1, "pool", "put"],
       [2, "cluster", "put"],
       [3, "queue", "put"],
+      [4, "pool", "put"],
     ]);
+    expect((seen[3]!.state as { memberClusters: string[] }).memberClusters).toEqual(["dataplane_1"]);
     expect(cluster.revision).toBe(2);
     expect((seen[1]!.state as { name: string; createTime: Date }).createTime).toBeInstanceOf(Date);
     expect(stores.queues.get("", "dataplane_1").revision).toBe(3);
 
     const drained = stores.clusters.setState("", "dataplane_1", "DRAINED");
-    expect([drained.revision, stores.queues.get("", "dataplane_1").revision]).toEqual([4, 5]);
+    expect([drained.revision, stores.queues.get("", "dataplane_1").revision]).toEqual([5, 6]);
     stores.clusters.delete("", "dataplane_1", drained.etag);
-    expect(seen.slice(-2).map((e) => [e.change.kind, e.op, e.state])).toEqual([
-      ["cluster", "delete", null],
-      ["queue", "delete", null],
+    expect(seen.slice(-3).map((e) => [e.change.kind, e.op])).toEqual([
+      ["cluster", "delete"],
+      ["queue", "delete"],
+      ["pool", "put"],
     ]);
     expect(stores.changes.currentRevision()).toBe(seen.at(-1)!.revision);
   });
@@ -97,11 +101,14 @@ describe("the change log", () => {
     const stores = open();
     for (let i = 0; i < 10; i++) stores.projects.create({ org: "", id: `p${i}`, name: "", description: "" });
     expect(stores.changes.oldestResumable()).toBe(0);
-    expect(stores.changes.compact({ maxEntries: 4, maxAgeMs: 3_600_000 })).toBe(6);
+    const later = Date.now() + 1_000;
+    // Either rule alone keeps an entry: young ones stay whatever their number, recent ones whatever their age.
+    expect(stores.changes.compact({ maxEntries: 4, maxAgeMs: 3_600_000 })).toBe(0);
+    expect(stores.changes.compact({ maxEntries: 1_000, maxAgeMs: 0 }, later)).toBe(0);
+    expect(stores.changes.compact({ maxEntries: 4, maxAgeMs: 0 }, later)).toBe(6);
     expect(stores.changes.oldestResumable()).toBe(6);
     expect(stores.changes.readAfter(0).map((e) => e.revision)).toEqual([7, 8, 9, 10]);
-    // By age: everything older than now, except the newest entry.
-    expect(stores.changes.compact({ maxEntries: 1_000, maxAgeMs: 0 }, Date.now() + 1)).toBe(3);
+    expect(stores.changes.compact({ maxEntries: 0, maxAgeMs: 0 }, later)).toBe(3);
     expect(stores.changes.readAfter(0).map((e) => e.revision)).toEqual([10]);
     // Revisions are never reused after compaction.
     stores.projects.create({ org: "", id: "p10", name: "", description: "" });
@@ -198,5 +205,63 @@ describe("the sync lease", () => {
     expect(b.acquire("sync", "b", 1_000, now + 1_901).holder).toBe("b");
     b.release("sync", "b");
     expect(a.acquire("sync", "a", 1_000, now + 1_902).holder).toBe("a");
+  });
+
+  it("a leader whose renewals fail steps down by its renew deadline, before the lease could be taken", async () => {
+    let failing = false;
+    const leases = {
+      acquire: (_name: string, holder: string, durationMs: number, now: number) => {
+        if (failing) throw new Error("database is locked");
+        return { holder, acquiredAt: new Date(now), renewedAt: new Date(now), expiresAt: new Date(now + durationMs) };
+      },
+      release: () => undefined,
+    } as unknown as LeaseStore;
+    const events: string[] = [];
+    const elector = new LeaderElector(leases, "sync", "a", { durationMs: 3_000, renewIntervalMs: 100, renewDeadlineMs: 600, retryIntervalMs: 100 }, {
+      onStartedLeading: () => events.push("started"),
+      onStoppedLeading: () => void events.push(`stopped after ${Date.now() - failedAt} ms`),
+    });
+    let failedAt = 0;
+    elector.start();
+    expect(elector.isLeader).toBe(true);
+    failedAt = Date.now();
+    failing = true;
+    await waitFor("the step-down", () => !elector.isLeader, 10_000);
+    // Not before the deadline (a failed renewal alone is no reason), and well before the lease ends.
+    const elapsed = Number(/stopped after (\d+)/.exec(events[1]!)![1]);
+    expect(elapsed).toBeGreaterThanOrEqual(400);
+    expect(elapsed).toBeLessThan(3_000);
+    await elector.stop();
+  });
+
+  it("stop waits for the work to stop, and a stop followed by a start never releases the new term's lease", async () => {
+    const released: string[] = [];
+    const leases = {
+      acquire: (_name: string, holder: string, durationMs: number, now: number) =>
+        ({ holder, acquiredAt: new Date(now), renewedAt: new Date(now), expiresAt: new Date(now + durationMs) }),
+      release: (_name: string, holder: string) => released.push(holder),
+    } as unknown as LeaseStore;
+    let running = false;
+    let finishStop: () => void = () => undefined;
+    const elector = new LeaderElector(leases, "sync", "a", { durationMs: 3_000, renewIntervalMs: 100, renewDeadlineMs: 600, retryIntervalMs: 100 }, {
+      onStartedLeading: () => (running = true),
+      onStoppedLeading: () => new Promise<void>((resolve) => (finishStop = () => { running = false; resolve(); })),
+    });
+    elector.start();
+    const stopping = elector.stop();
+    elector.start();
+    finishStop();
+    await stopping;
+    expect(released).toEqual([]);
+    expect(elector.isLeader).toBe(true);
+    const last = elector.stop();
+    let resolved = false;
+    void last.then(() => (resolved = true));
+    await new Promise((r) => setImmediate(r));
+    expect(resolved).toBe(false);
+    finishStop();
+    await last;
+    expect(running).toBe(false);
+    expect(released).toEqual(["a"]);
   });
 });
