@@ -3,11 +3,12 @@
  * do not share an event loop with the control plane measuring them — as real API servers would not.
  */
 import { parentPort, Worker } from "node:worker_threads";
-import { StandInApiServer, type Fault } from "../test/support/kube/stand-in-apiserver.js";
+import { StandInApiServer, type Fault, type RequestFault } from "../test/support/kube/stand-in-apiserver.js";
 
 type Command =
   | { id: number; op: "start"; count: number }
   | { id: number; op: "fault"; index: number; fault: Fault }
+  | { id: number; op: "fail-requests"; index: number; fault: RequestFault }
   | { id: number; op: "counters" }
   | { id: number; op: "stop" };
 
@@ -31,6 +32,8 @@ if (parentPort) {
       result = apis.map((api) => ({ url: api.url, token: api.token, caCertPem: api.caCertPem }));
     } else if (command.op === "fault") {
       await apis[command.index]!.setFault(command.fault);
+    } else if (command.op === "fail-requests") {
+      apis[command.index]!.failRequests(command.fault);
     } else if (command.op === "counters") {
       result = {
         requests: apis.reduce((sum, api) => sum + api.requestCount, 0),
@@ -69,6 +72,11 @@ export class StandInFleet {
 
   setFault(index: number, fault: Fault): Promise<void> {
     return this.call({ op: "fault", index, fault });
+  }
+
+  /** Makes one stand-in answer matching requests with an error (RBAC's 403, 429, …). */
+  failRequests(index: number, fault: RequestFault): Promise<void> {
+    return this.call({ op: "fail-requests", index, fault });
   }
 
   /** Requests and writes received since the last call. */

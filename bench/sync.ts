@@ -196,8 +196,49 @@ async function blackholeBench(): Promise<void> {
   console.log(`  with one black-holed       ${withHole.ms.toFixed(0).padStart(6)} ms  ratio ${(withHole.ms / without.ms).toFixed(2)}  (goal <= 1.10)`);
 }
 
+/**
+ * Ten clusters whose identity may not create namespaces (403) among a hundred: they fail at their
+ * first write and back off; the ninety healthy ones must not notice.
+ */
+async function forbiddenBench(): Promise<void> {
+  const healthy = 90;
+  const forbidden = 10;
+  const projects = 10;
+  const timeToFinishHealthy = async (withForbidden: boolean) => {
+    const setup = await fleet(healthy + (withForbidden ? forbidden : 0), projects);
+    // Every tenth cluster, so the forbidden ones compete with the healthy ones for workers throughout.
+    const isForbidden = (index: number) => withForbidden && index % 10 === 9;
+    for (let index = 0; index < healthy + forbidden; index++) {
+      if (isForbidden(index)) await setup.standIns.failRequests(index, { resource: "namespaces", verbs: ["patch"], answer: "forbidden" });
+    }
+    const loop = new SyncLoop(setup.stores, SETTINGS, silent);
+    const started = performance.now();
+    const reports = await loop.runOnce();
+    const healthyReports = reports.filter((r) => !isForbidden(Number(r.cluster.slice("cluster-".length))));
+    const finishedAt = Math.max(...healthyReports.map((r) => r.finishedAtMs - started));
+    const forbiddenPasses = reports.filter((r) => r.outcome.failure?.kind === "forbidden");
+    const failedForbidden = new Set(forbiddenPasses.map((r) => r.cluster)).size;
+    await loop.stop();
+    await setup.cleanup();
+    return { ms: finishedAt, healthyOk: healthyReports.filter((r) => r.ok).length, failedForbidden, forbiddenPasses: forbiddenPasses.length };
+  };
+  const without = { ms: Number.POSITIVE_INFINITY };
+  const withForbidden = { ms: Number.POSITIVE_INFINITY, healthyOk: 0, failedForbidden: 0, forbiddenPasses: 0 };
+  for (let run = 0; run < 3; run++) {
+    without.ms = Math.min(without.ms, (await timeToFinishHealthy(false)).ms);
+    const result = await timeToFinishHealthy(true);
+    if (result.ms < withForbidden.ms) Object.assign(withForbidden, result);
+  }
+  console.log(`\n${forbidden} clusters answering 403 among ${healthy + forbidden}: time for the ${healthy} healthy clusters' cold passes (${projects * 3} namespaces each; shortest of 3)`);
+  console.log(`  without the 403 clusters   ${without.ms.toFixed(0).padStart(6)} ms`);
+  console.log(
+    `  with ${forbidden} answering 403     ${withForbidden.ms.toFixed(0).padStart(6)} ms  ratio ${(withForbidden.ms / without.ms).toFixed(2)}  (goal <= 1.10; ${withForbidden.healthyOk}/${healthy} healthy ok, ${withForbidden.failedForbidden}/${forbidden} failed as forbidden, in ${withForbidden.forbiddenPasses} passes with retries)`,
+  );
+}
+
 export async function syncBench(): Promise<void> {
   await coldPassBench();
   await blackholeBench();
+  await forbiddenBench();
   await steadyStateBench();
 }

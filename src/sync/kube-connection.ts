@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import https from "node:https";
 import {
   ApiException,
@@ -85,17 +86,15 @@ function readToken(path: string, directories: readonly string[]): string {
 /**
  * A server-side-apply client for one cluster, usable by one pass after another. One keep-alive
  * agent per connection (client-node's own KubeConfig authentication builds a new agent, and so a
- * new TLS handshake, per request), the CA always verified, a timeout on every request, and every
+ * new TLS handshake, per request), the CA always verified, a deadline on every request, and every
  * request of a pass cancelled the moment its pass is (shutdown, the cluster deleted or re-pointed).
  */
 export class KubeConnection implements Applier {
   private readonly agent: https.Agent;
+  private readonly configuration: Configuration;
   private readonly requestTimeoutMs: number;
-  /**
-   * One client per pass signal: client-node reads middleware from the client's configuration only,
-   * so the signal is built into it. Its discovery cache lives as long as the pass, so kinds
-   * installed on the cluster since the last pass are seen.
-   */
+  private readonly maxSockets: number;
+  /** One client per pass: its discovery cache lives as long as the pass, so kinds installed since are seen. */
   private readonly clients = new WeakMap<AbortSignal, PassClient>();
 
   constructor(
@@ -105,12 +104,14 @@ export class KubeConnection implements Applier {
     // An agent given no CA trusts the public roots: never let that be the fallback.
     parseCaBundle(credentials.caPem, "(CA of the connection)");
     this.requestTimeoutMs = options.requestTimeoutMs;
+    this.maxSockets = options.maxSockets;
     this.agent = new https.Agent({
       keepAlive: true,
       maxSockets: options.maxSockets,
       ca: credentials.caPem,
       rejectUnauthorized: true,
     });
+    this.configuration = configurationFor(credentials, this.agent);
   }
 
   async servedKinds(apiVersion: string, signal: AbortSignal): Promise<ReadonlySet<string>> {
@@ -118,7 +119,7 @@ export class KubeConnection implements Applier {
     const path = client.apiPath(apiVersion);
     let list: V1APIResourceList;
     try {
-      list = await retryingStaleConnection(() => client.discover(apiVersion), signal);
+      list = await this.request(signal, (deadline) => client.discover(apiVersion, deadline));
     } catch (error) {
       const failure = applyErrorOf(error, signal, path);
       // A group/version the cluster does not serve answers 404 with a Status; only the core API
@@ -138,7 +139,7 @@ export class KubeConnection implements Applier {
   async apply(object: KubeObject, signal: AbortSignal): Promise<void> {
     const client = this.clientFor(signal);
     try {
-      await retryingStaleConnection(() => client.applyObject(object), signal);
+      await this.request(signal, (deadline) => client.applyObject(object, deadline));
     } catch (error) {
       throw applyErrorOf(error, signal, client.pathOf(object));
     }
@@ -151,45 +152,70 @@ export class KubeConnection implements Applier {
   private clientFor(signal: AbortSignal): PassClient {
     let client = this.clients.get(signal);
     if (!client) {
-      client = new PassClient(this.configuration(signal));
+      client = new PassClient(this.configuration);
       this.clients.set(signal, client);
+      // One listener per request in flight (and its retry) on the pass's signal is expected.
+      setMaxListeners(Math.max(10, this.maxSockets * 2 + 2), signal);
     }
     return client;
   }
 
-  private configuration(signal: AbortSignal): Configuration {
-    const authorization = `Bearer ${this.credentials.token}`;
-    const agent = this.agent;
-    const timeoutMs = this.requestTimeoutMs;
-    return createConfiguration({
-      baseServer: new ServerConfiguration(this.credentials.endpoint.replace(/\/+$/, ""), {}),
-      authMethods: {
-        default: {
-          getName: () => "clusterplane bearer token",
-          applySecurityAuthentication: async (context: RequestContext) => {
-            context.setHeaderParam("Authorization", authorization);
-            context.setAgent(agent);
-          },
-        },
-      },
-      promiseMiddleware: [
-        {
-          pre: async (context: RequestContext) => {
-            context.setSignal(AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]));
-            return context;
-          },
-          post: async (response) => response,
-        },
-      ],
-    });
+  /**
+   * Sends a request with its own deadline, cancelled with the pass. A kept-alive connection the
+   * server has since closed fails once; discovery and apply are idempotent, so that request is
+   * sent again, once, on a fresh connection.
+   */
+  private async request<T>(pass: AbortSignal, send: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+    try {
+      return await withDeadline(pass, this.requestTimeoutMs, send);
+    } catch (error) {
+      if (!isStaleConnection(error) || pass.aborted) throw error;
+      return await withDeadline(pass, this.requestTimeoutMs, send);
+    }
   }
 }
 
-/** client-node's object API with discovery made explicit, so a kind the cluster lacks is known before any request. */
+/**
+ * A signal of our own per request, with a timer cleared when the request ends: a deadline built
+ * from AbortSignal.any and AbortSignal.timeout can be garbage-collected before it fires (the
+ * timeout signal is only weakly held), which leaves a black-holed request hanging for ever.
+ */
+async function withDeadline<T>(pass: AbortSignal, timeoutMs: number, send: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(new DOMException(`no answer within ${timeoutMs} ms`, "TimeoutError")), timeoutMs);
+  const cancel = () => deadline.abort(pass.reason);
+  if (pass.aborted) cancel();
+  else pass.addEventListener("abort", cancel, { once: true });
+  try {
+    return await send(deadline.signal);
+  } finally {
+    clearTimeout(timer);
+    pass.removeEventListener("abort", cancel);
+  }
+}
+
+function configurationFor(credentials: Credentials, agent: https.Agent): Configuration {
+  const authorization = `Bearer ${credentials.token}`;
+  return createConfiguration({
+    baseServer: new ServerConfiguration(credentials.endpoint.replace(/\/+$/, ""), {}),
+    authMethods: {
+      default: {
+        getName: () => "clusterplane bearer token",
+        applySecurityAuthentication: async (context: RequestContext) => {
+          context.setHeaderParam("Authorization", authorization);
+          context.setAgent(agent);
+        },
+      },
+    },
+  });
+}
+
+/** client-node's object API with discovery made explicit and a signal on every request. */
 class PassClient extends KubernetesObjectApi {
-  async discover(apiVersion: string): Promise<V1APIResourceList> {
+  async discover(apiVersion: string, signal: AbortSignal): Promise<V1APIResourceList> {
     const context = this.configuration.baseServer.makeRequestContext(this.apiPath(apiVersion), HttpMethod.GET);
     context.setHeaderParam("Accept", "application/json");
+    context.setSignal(signal);
     const list = (await this.requestPromise(context as never, "V1APIResourceList")) as unknown as V1APIResourceList;
     // What specUriPath reads to build an object's URL: no second discovery request per object.
     this.apiVersionResourceCache[apiVersion] = list;
@@ -208,21 +234,23 @@ class PassClient extends KubernetesObjectApi {
     return `${this.apiPath(object.apiVersion)}${namespace}/${resource.name}/${object.metadata.name}`;
   }
 
-  async applyObject(object: KubeObject): Promise<void> {
-    await this.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
-  }
-}
-
-/**
- * A kept-alive connection the server has since closed fails once; discovery and apply are
- * idempotent, so the request is sent again, once, on a fresh connection.
- */
-async function retryingStaleConnection<T>(request: () => Promise<T>, signal: AbortSignal): Promise<T> {
-  try {
-    return await request();
-  } catch (error) {
-    if (!isStaleConnection(error) || signal.aborted) throw error;
-    return await request();
+  /**
+   * patch() builds its request from the configuration passed per call (the one it is constructed
+   * with still authenticates it): a server whose contexts carry this request's signal.
+   */
+  async applyObject(object: KubeObject, signal: AbortSignal): Promise<void> {
+    const base = this.configuration.baseServer;
+    const perRequest: Configuration = {
+      ...this.configuration,
+      baseServer: {
+        makeRequestContext(endpoint: string, method: HttpMethod) {
+          const context = base.makeRequestContext(endpoint, method);
+          context.setSignal(signal);
+          return context;
+        },
+      },
+    };
+    await this.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply, perRequest);
   }
 }
 
