@@ -580,6 +580,18 @@ describe("request faults: per resource, object and verb, answered as kube-apiser
     expect(await raw("GET", "/api/v1/namespaces/not-kube")).toMatchObject({ status: 404, body: "404 page not found\n" });
   });
 
+  it("hold: matching requests are never answered until the fault is cleared; others are served", async () => {
+    server.failRequests({ resource: "namespaces", name: "held", answer: "hold" });
+    const held = raw("GET", "/api/v1/namespaces/held").then(
+      () => "answered",
+      () => "connection closed",
+    );
+    await eventually(() => server.requestLog.some((entry) => entry.path === "/api/v1/namespaces/held"));
+    expect((await raw("GET", "/api/v1/namespaces/default")).status).toBe(200);
+    await server.clearFault();
+    expect(await held).toBe("connection closed");
+  });
+
   it("serves no kind it does not have: /api/v1 does not list it and its group answers 404", async () => {
     const core = (await raw("GET", "/api/v1")).body as { resources: { kind: string }[] };
     expect(core.resources.map((resource) => resource.kind)).toEqual(["Namespace", "ServiceAccount"]);

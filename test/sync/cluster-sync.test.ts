@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ClusterService, SyncHealth } from "../../gen/clusterplane/v1/cluster_pb.js";
 import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
@@ -21,6 +21,9 @@ metadata:
     clusterplane.io/team: "{{ project }}"
     clusterplane.io/tier: "{{ tier }}"
 `;
+
+/** Generous: a busy machine is slow, never wrong; a real failure still ends the test. */
+const PATIENCE = 20_000;
 
 let server: TestServer;
 let apiA: StandInApiServer;
@@ -108,7 +111,7 @@ afterAll(async () => {
 
 describe("the cluster-sync loop against two stand-in Kubernetes API servers", () => {
   it("converges both clusters to every project-domain's namespace and service accounts", async () => {
-    await waitFor("both clusters converged", () => ["project1", "team1"].every((p) => converged(apiA, p) && converged(apiB, p)));
+    await waitFor("both clusters converged", () => ["project1", "team1"].every((p) => converged(apiA, p) && converged(apiB, p)), PATIENCE);
     await server.sync!.idle();
     const account = apiA.getObject("serviceaccounts", "team1-production", "default") as { metadata: { annotations: Record<string, string> } };
     expect(account.metadata.annotations["eks.amazonaws.com/role-arn"]).toBe("arn:aws:iam::1:role/production");
@@ -144,7 +147,7 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
     const annotated = (api: StandInApiServer) =>
       (api.getObject("serviceaccounts", "project1-development", "spark") as { metadata: { annotations: Record<string, string> } }).metadata
         .annotations["clusterplane.io/grade"] === "standard";
-    await waitFor("both clusters re-applied", () => annotated(apiA) && annotated(apiB));
+    await waitFor("both clusters re-applied", () => annotated(apiA) && annotated(apiB), PATIENCE);
     await server.sync!.idle();
   });
 
@@ -180,7 +183,7 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
     try {
       await slow.setFault({ kind: "slow", delayMs: 100 });
       await register("moving", slow);
-      await waitFor("the first pass under way", () => slow.requestCount > 0);
+      await waitFor("the first pass under way", () => slow.requestCount > 0, PATIENCE);
       const credentials = other.writeCredentials(mkdtempSync(join(tmpdir(), "creds-other-")));
       await clusters.updateCluster({
         cluster: { name: "moving", endpoint: other.url, auth: { method: { case: "bearerTokenFile", value: credentials } } },
@@ -196,11 +199,11 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
 
   it("syncs a newly registered project and a newly registered cluster without waiting for the interval", async () => {
     await projects.createProject({ project: { id: "newcomer" } });
-    await waitFor("the new project on both clusters", () => converged(apiA, "newcomer") && converged(apiB, "newcomer"));
+    await waitFor("the new project on both clusters", () => converged(apiA, "newcomer") && converged(apiB, "newcomer"), PATIENCE);
     const apiC = await StandInApiServer.start();
     try {
       await register("dataplane_3", apiC);
-      await waitFor("the new cluster converged", () => ["project1", "team1", "newcomer"].every((p) => converged(apiC, p)));
+      await waitFor("the new cluster converged", () => ["project1", "team1", "newcomer"].every((p) => converged(apiC, p)), PATIENCE);
     } finally {
       await clusters.drainCluster({ name: "dataplane_3" });
       await clusters.deleteCluster({ name: "dataplane_3" });
@@ -229,9 +232,67 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
     const tokenPath = tokenFiles.get("dataplane_2")!;
     writeFileSync(tokenPath, "a-token-the-cluster-does-not-know\n");
     await projects.createProject({ project: { id: "rotation" } });
-    await waitFor("the stale token reported", async () => (await syncStatus("dataplane_2")).lastError.includes("401"));
+    await waitFor("the stale token reported", async () => (await syncStatus("dataplane_2")).lastError.includes("401"), PATIENCE);
     writeFileSync(tokenPath, `${apiB.token}\n`);
-    await waitFor("the new token used", async () => converged(apiB, "rotation") && (await syncStatus("dataplane_2")).health === SyncHealth.HEALTHY);
+    await waitFor("the new token used", async () => converged(apiB, "rotation") && (await syncStatus("dataplane_2")).health === SyncHealth.HEALTHY, PATIENCE);
+  });
+
+  it("never routes to a cluster whose identity may not create namespaces (403), and says how to fix it", async () => {
+    const api = await StandInApiServer.start();
+    try {
+      api.failRequests({ resource: "namespaces", verbs: ["patch"], answer: "forbidden" });
+      await register("rbac-less", api);
+      await waitFor("the 403 reported", async () => (await syncStatus("rbac-less")).failureKind === "forbidden", 30_000);
+      expect((await syncStatus("rbac-less")).health).toBe(SyncHealth.FAILING);
+      expect(api.listObjects("namespaces").map((ns) => (ns.metadata as { name: string }).name)).not.toContain("project1-development");
+      const refused = await routing
+        .selectCluster({ project: "project1", domain: "development", executionId: "e1", target: { case: "cluster", value: "rbac-less" } })
+        .catch((error: unknown) => ConnectError.from(error));
+      expect(refused).toBeInstanceOf(ConnectError);
+      expect((refused as ConnectError).code).toBe(Code.FailedPrecondition);
+      expect((refused as ConnectError).rawMessage).toContain("grant it RBAC");
+    } finally {
+      await clusters.drainCluster({ name: "rbac-less" });
+      await clusters.deleteCluster({ name: "rbac-less" });
+      await api.stop();
+    }
+  });
+
+  it("keeps routing to clusters that do not serve a template's kind: DEGRADED, their project-domains provisioned", async () => {
+    writeFileSync(join(templatesDir, "quota.yaml"), "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: quota\nspec:\n  hard: {cpu: '8'}\n");
+    try {
+      await waitFor("the unsupported kind reported", async () => (await syncStatus("dataplane_1")).health === SyncHealth.DEGRADED, 30_000);
+      const status = await syncStatus("dataplane_1");
+      expect(status.failureKind).toBe("");
+      expect(status.objectFailures[0]?.kind).toBe("unsupported-kind");
+      for (const cluster of ["dataplane_1", "dataplane_2"]) {
+        const selected = await routing.selectCluster({ project: "project1", domain: "staging", executionId: "e2", target: { case: "cluster", value: cluster } });
+        expect(selected.cluster).toBe(cluster);
+      }
+    } finally {
+      rmSync(join(templatesDir, "quota.yaml"));
+    }
+    await waitFor("healthy again once the template is gone", async () => (await syncStatus("dataplane_1")).health === SyncHealth.HEALTHY, 30_000);
+  });
+
+  it("routes a new project to a cluster as soon as the pass its creation triggers has provisioned it", async () => {
+    const provisionedOn = (cluster: string) =>
+      new Promise<void>((resolve) => {
+        const unsubscribe = server.sync!.onPass((report) => {
+          if (report.cluster !== cluster || !report.outcome.provisioned.some((pair) => pair.project === "routable")) return;
+          unsubscribe();
+          resolve();
+        });
+      });
+    const passes = Promise.all([provisionedOn("dataplane_1"), provisionedOn("dataplane_2")]);
+    await projects.createProject({ project: { id: "routable" } });
+    await passes;
+    // The outcome is in the change log before the pass is reported; routing follows it on commit.
+    for (const cluster of ["dataplane_1", "dataplane_2"]) {
+      const selected = await routing.selectCluster({ project: "routable", domain: "production", executionId: "e3", target: { case: "cluster", value: cluster } });
+      expect(selected.cluster).toBe(cluster);
+    }
+    expect(converged(apiA, "routable") && converged(apiB, "routable")).toBe(true);
   });
 
   const faults: [string, Fault, RegExp][] = [
@@ -248,8 +309,8 @@ describe("the cluster-sync loop against two stand-in Kubernetes API servers", ()
     const project = `fault-${fault.kind}`;
     try {
       await projects.createProject({ project: { id: project } });
-      await waitFor("the healthy cluster converged", () => converged(apiA, project));
-      await waitFor("the fault reported", async () => (await syncStatus("dataplane_2")).health === SyncHealth.FAILING);
+      await waitFor("the healthy cluster converged", () => converged(apiA, project), PATIENCE);
+      await waitFor("the fault reported", async () => (await syncStatus("dataplane_2")).health === SyncHealth.FAILING, PATIENCE);
       const failing = await syncStatus("dataplane_2");
       expect(failing.lastError).toMatch(error);
       expect(failing.consecutiveFailures).toBeGreaterThan(0);

@@ -393,14 +393,13 @@ describe("the work queue in the loop", () => {
     w.register("c1");
     w.loop.start();
     await waitFor("the first pass", () => w.stores.sync.provisioned("", "c1").length === 3, 30_000);
-    await w.api.setFault({ kind: "slow", delayMs: 300 });
     w.api.resetCounters();
+    w.api.failRequests({ resource: "namespaces", verbs: ["patch"], answer: "hold", times: 1 });
     const fullPass = w.loop.runOnce(true);
-    await waitFor("the full pass under way", () => w.api.requestCount > 0, 30_000);
+    await waitFor("the full pass held by the cluster", () => w.api.writeCount > 0, 30_000);
     const cluster = w.stores.clusters.get("", "c1");
     const disabled = w.stores.clusters.update("", "c1", { enabled: false }, cluster.etag);
     expect(await fullPass).toEqual([]);
-    await w.api.clearFault();
     const next = nextPass(w.loop, "c1");
     w.stores.clusters.update("", "c1", { enabled: true }, disabled.etag);
     expect((await next).outcome).toMatchObject({ full: true, applied: 6, unchanged: 0 });
@@ -431,11 +430,12 @@ describe("cancellation", () => {
     const w = await world();
     w.addProject("p2");
     w.register("c1");
-    await w.api.setFault({ kind: "slow", delayMs: 400 });
+    // Every namespace but one is applied; that one holds the pass open until it is cancelled.
+    w.api.failRequests({ resource: "namespaces", name: "p2-production", answer: "hold" });
     const reports: ClusterReport[] = [];
     w.loop.onPass((report) => reports.push(report));
     w.loop.start();
-    await waitFor("the pass writing", () => w.api.writeCount > 0, 30_000);
+    await waitFor("five namespaces applied, the sixth held", () => w.api.listObjects("namespaces").filter((ns) => /^p\d-/.test(String((ns.metadata as { name: string }).name))).length === 5, 30_000);
     const cluster = w.stores.clusters.setState("", "c1", "DRAINED");
     w.stores.clusters.delete("", "c1", cluster.etag);
     await w.loop.idle();

@@ -76,7 +76,9 @@ export type FaultAnswer =
   /** 500 InternalError. */
   | "internal-error"
   /** 503 ServiceUnavailable, with Retry-After when retryAfterSeconds is set. */
-  | "service-unavailable";
+  | "service-unavailable"
+  /** Never answered (a black hole for these requests only), until clearFault() or stop(). */
+  | "hold";
 
 /** Which requests a fault answers, and how. */
 export interface RequestFault {
@@ -302,7 +304,7 @@ export class StandInApiServer {
       this.server.setSecureContext({ key: this.pki.serverKeyPem, cert: this.pki.serverCertPem });
       this.dropConnections();
     }
-    if (fault?.kind === "blackhole") this.releaseHeld();
+    this.releaseHeld();
   }
 
   /** Closes the listener and every connection; pending timers are cancelled. Idempotent. */
@@ -403,12 +405,7 @@ export class StandInApiServer {
   /** Faults, then authentication, then the API. Undefined means "do not answer". */
   private async handle(req: IncomingMessage, res: ServerResponse, method: string, url: URL): Promise<Reply | undefined> {
     const fault = this.currentFault;
-    if (fault?.kind === "blackhole") {
-      this.held.add(res);
-      res.on("close", () => this.held.delete(res));
-      req.resume();
-      return undefined;
-    }
+    if (fault?.kind === "blackhole") return this.hold(req, res);
     if (fault?.kind === "slow") await this.sleep(fault.delayMs);
     if (this.stopped) return undefined;
     if (fault?.kind === "error500") {
@@ -420,6 +417,7 @@ export class StandInApiServer {
       throw unauthorized();
     }
     const requestFault = this.takeRequestFault(method, url);
+    if (requestFault?.answer === "hold") return this.hold(req, res);
     if (requestFault) {
       req.resume();
       if (requestFault.answer === "page-not-found") return { status: 404, body: "404 page not found\n" };
@@ -435,6 +433,14 @@ export class StandInApiServer {
     const reply = this.dispatch(request);
     if (reply.changed) this.counters.changes += 1;
     return reply;
+  }
+
+  /** Accepts the request and never answers it. */
+  private hold(req: IncomingMessage, res: ServerResponse): undefined {
+    this.held.add(res);
+    res.on("close", () => this.held.delete(res));
+    req.resume();
+    return undefined;
   }
 
   /** The first request fault matching the request, counted down when it is limited. */
