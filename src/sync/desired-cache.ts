@@ -8,6 +8,17 @@ export interface DesiredState {
   errors: string[];
   /** Every project-domain that should be provisioned (rendered or not). */
   pairs: ProjectDomain[];
+  /**
+   * What makes each project-domain provisioned: its namespace and service account. Worked out once
+   * per organization, not per cluster and pass: a hundred clusters share it.
+   */
+  provisioning: PairProvisioning[];
+}
+
+export interface PairProvisioning {
+  pair: ProjectDomain;
+  /** Empty when they could not be rendered: the pair cannot be provisioned. */
+  core: DesiredObject[];
 }
 
 /**
@@ -48,7 +59,7 @@ export class DesiredStateCache {
   }
 
   private compute(org: string): DesiredState {
-    const state: DesiredState = { objects: [], errors: [], pairs: [] };
+    const state: DesiredState = { objects: [], errors: [], pairs: [], provisioning: [] };
     if (!this.spec) return state;
     for (const project of this.projects.allInState("ACTIVE")) {
       if (project.org !== org) continue;
@@ -56,6 +67,7 @@ export class DesiredStateCache {
         const pair = { project: project.id, domain };
         const rendered = renderProjectDomain(this.spec, pair);
         state.pairs.push(pair);
+        state.provisioning.push({ pair, core: rendered.objects.filter((object) => object.role !== "template") });
         state.objects.push(...rendered.objects);
         state.errors.push(...rendered.errors);
       }

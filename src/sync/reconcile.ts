@@ -223,17 +223,5 @@ class Discovery {
 function provisionedPairs(input: Pick<PassInput, "desired" | "appliedHashes">, ledger: PassLedger): ProjectDomain[] {
   const isThere = (object: DesiredObject) =>
     ledger.appliedNow.has(object.key) || (!ledger.failedNow.has(object.key) && input.appliedHashes.get(object.key) === object.hash);
-  const missing = new Set<string>();
-  const core = new Set<string>();
-  for (const object of input.desired.objects) {
-    if (object.role === "template") continue;
-    const pair = pairKey(object);
-    core.add(pair);
-    if (!isThere(object)) missing.add(pair);
-  }
-  return input.desired.pairs.filter((pair) => core.has(pairKey(pair)) && !missing.has(pairKey(pair)));
-}
-
-function pairKey(pair: ProjectDomain): string {
-  return `${pair.project}\0${pair.domain}`;
+  return input.desired.provisioning.filter(({ core }) => core.length > 0 && core.every(isThere)).map(({ pair }) => pair);
 }
