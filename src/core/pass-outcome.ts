@@ -81,8 +81,6 @@ export interface Condition {
   lastTransitionTime: Date;
 }
 
-export const CONDITION_TYPES: readonly ConditionType[] = ["Reachable", "Authorized", "Provisioned", "Degraded"];
-
 const UNREACHABLE_KINDS = new Set<ClusterFailureKind>(["unreachable", "wrong-endpoint", "server-error", "credentials"]);
 
 /**

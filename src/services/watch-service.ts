@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
@@ -81,7 +82,10 @@ export class WatchHub {
   constructor(
     private readonly stores: Stores,
     private readonly options: WatchOptions,
-  ) {}
+  ) {
+    // Every open stream listens for shutdown: thousands of listeners here are expected, not a leak.
+    setMaxListeners(0, this.closing.signal);
+  }
 
   /** Ends every open stream cleanly (server shutdown). */
   close(): void {

@@ -20,10 +20,6 @@ export type Change =
 
 export type ChangeKind = Change["kind"];
 
-export const CHANGE_KINDS: readonly ChangeKind[] = [
-  "pool", "cluster", "cluster-sync", "queue", "project", "label", "assignment", "default-label",
-];
-
 /** One committed change, as read back from the log. */
 export interface LogEntry {
   revision: number;
