@@ -116,26 +116,30 @@ export class SyncLoop {
     this.entries.clear();
   }
 
-  /** One pass over every enabled cluster, now, ignoring backoff; resolves with what each pass did. */
+  /**
+   * One pass over every enabled cluster, now, ignoring backoff; resolves with what the last pass
+   * of each cluster did (a cluster that failed fast may have been retried while others ran).
+   */
   async runOnce(full = false): Promise<ClusterReport[]> {
     if (this.stopped) return [];
     this.startWorkers();
     this.reloadSpec();
     // Without start() no change reaches the loop: take the projects as they are now.
     if (!this.unsubscribe) this.desired.invalidate();
-    const reports: ClusterReport[] = [];
+    const latest = new Map<string, ClusterReport>();
     // Only passes started from here on: one already running may predate what the caller changed.
     const after = this.passesStarted;
     const unsubscribe = this.onPassInternal((report, sequence) => {
-      if (sequence > after) reports.push(report);
+      if (sequence > after) latest.set(keyOf({ org: report.org, name: report.cluster }), report);
     });
-    for (const cluster of this.targets()) {
+    const targets = this.targets();
+    for (const cluster of targets) {
       if (full) this.fullOwed.add(keyOf(cluster));
       this.controller.enqueue(keyOf(cluster));
     }
     await this.idle();
     unsubscribe();
-    return reports;
+    return targets.map((cluster) => latest.get(keyOf(cluster))).filter((report) => report !== undefined);
   }
 
   /** Calls `listener` after every cluster pass (metrics); returns the function that unsubscribes it. */
