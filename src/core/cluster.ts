@@ -27,6 +27,8 @@ export interface SyncStatus {
   /** Project-domains provisioned on the cluster, of those it should have. */
   projectDomainsProvisioned: number;
   projectDomainsDesired: number;
+  /** Identifies the provisioned set: equal digests, equal sets (readers skip re-reading it). */
+  provisionedDigest: string;
 }
 
 export interface Cluster {

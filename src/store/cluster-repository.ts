@@ -13,7 +13,7 @@ import { toStatus, type SyncRepository } from "./sync-repository.js";
 const SELECT_CLUSTERS = `
   SELECT c.*, s.last_attempt_time, s.last_success_time, s.objects_applied, s.objects_unchanged,
          s.objects_failed, s.consecutive_failures, s.last_error, s.conditions, s.object_failures, s.failure_kind,
-         s.pairs_provisioned, s.pairs_desired
+         s.pairs_provisioned, s.pairs_desired, s.pairs_digest
   FROM clusters c LEFT JOIN cluster_sync_status s ON s.org = c.org AND s.cluster = c.name`;
 
 interface ClusterRow {
@@ -42,6 +42,7 @@ interface ClusterRow {
   failure_kind: string | null;
   pairs_provisioned: number | null;
   pairs_desired: number | null;
+  pairs_digest: string | null;
 }
 
 export interface NewCluster {

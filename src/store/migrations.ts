@@ -206,6 +206,8 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE cluster_sync_status ADD COLUMN failure_kind TEXT NOT NULL DEFAULT '';
       ALTER TABLE cluster_sync_status ADD COLUMN pairs_provisioned INTEGER NOT NULL DEFAULT 0;
       ALTER TABLE cluster_sync_status ADD COLUMN pairs_desired INTEGER NOT NULL DEFAULT 0;
+      -- A digest of the provisioned set, so an unchanged set (every steady-state pass) costs no read.
+      ALTER TABLE cluster_sync_status ADD COLUMN pairs_digest TEXT NOT NULL DEFAULT '';
 
       -- A row says: this project-domain's Namespace and ServiceAccount are on this cluster at the
       -- desired hash of the pass that wrote it. Routing sends P/D only where its row exists.

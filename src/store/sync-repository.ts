@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { SyncStatus } from "../core/cluster.js";
 import type { ProjectDomain } from "../core/desired-state.js";
 import { conditionsAfter, type Condition, type ObjectFailure, type PassOutcome } from "../core/pass-outcome.js";
@@ -42,6 +43,7 @@ export class SyncRepository {
   forget(org: string, cluster: string): void {
     this.changes.write(() => {
       this.db.prepare("DELETE FROM sync_applied WHERE org = ? AND cluster = ?").run(org, cluster);
+      this.db.prepare("DELETE FROM cluster_provisioning WHERE org = ? AND cluster = ?").run(org, cluster);
       const { changes } = this.db.prepare("DELETE FROM cluster_sync_status WHERE org = ? AND cluster = ?").run(org, cluster);
       if (changes > 0) this.changes.record({ kind: "cluster-sync", org, name: cluster });
     });
@@ -67,6 +69,7 @@ export class SyncRepository {
     return this.changes.write(() => {
       const previous = this.status(org, cluster);
       const ok = outcome.failure === null && outcome.objectFailures.length === 0 && outcome.templateErrors.length === 0;
+      const digest = digestOf(outcome.provisioned);
       const status: SyncStatus = {
         lastAttemptTime: outcome.startedAt,
         lastSuccessTime: ok ? outcome.finishedAt : (previous?.lastSuccessTime ?? null),
@@ -80,9 +83,11 @@ export class SyncRepository {
         failureKind: outcome.failure?.kind ?? "",
         projectDomainsProvisioned: outcome.provisioned.length,
         projectDomainsDesired: outcome.desired.length,
+        provisionedDigest: digest,
       };
+      const unchanged = digest === previous?.provisionedDigest;
       if (!this.writePass(org, cluster, status)) return null;
-      this.writeProvisioned(org, cluster, outcome.provisioned);
+      if (!unchanged) this.writeProvisioned(org, cluster, outcome.provisioned);
       return status;
     });
   }
@@ -123,15 +128,15 @@ export class SyncRepository {
       .prepare(
         `INSERT INTO cluster_sync_status (org, cluster, last_attempt_time, last_success_time, objects_applied,
            objects_unchanged, objects_failed, consecutive_failures, last_error, conditions, object_failures, failure_kind,
-           pairs_provisioned, pairs_desired)
+           pairs_provisioned, pairs_desired, pairs_digest)
          VALUES (@org, @cluster, @lastAttempt, @lastSuccess, @applied, @unchanged, @failed, @consecutiveFailures, @lastError,
-           @conditions, @objectFailures, @failureKind, @pairsProvisioned, @pairsDesired)
+           @conditions, @objectFailures, @failureKind, @pairsProvisioned, @pairsDesired, @pairsDigest)
          ON CONFLICT (org, cluster) DO UPDATE SET last_attempt_time = excluded.last_attempt_time,
            last_success_time = excluded.last_success_time, objects_applied = excluded.objects_applied,
            objects_unchanged = excluded.objects_unchanged, objects_failed = excluded.objects_failed,
            consecutive_failures = excluded.consecutive_failures, last_error = excluded.last_error,
            conditions = excluded.conditions, object_failures = excluded.object_failures, failure_kind = excluded.failure_kind,
-           pairs_provisioned = excluded.pairs_provisioned, pairs_desired = excluded.pairs_desired`,
+           pairs_provisioned = excluded.pairs_provisioned, pairs_desired = excluded.pairs_desired, pairs_digest = excluded.pairs_digest`,
       )
       .run({
         org,
@@ -148,6 +153,7 @@ export class SyncRepository {
         failureKind: status.failureKind,
         pairsProvisioned: status.projectDomainsProvisioned,
         pairsDesired: status.projectDomainsDesired,
+        pairsDigest: status.provisionedDigest,
       });
     this.changes.record({ kind: "cluster-sync", org, name: cluster });
     return true;
@@ -167,6 +173,7 @@ interface StatusRow {
   failure_kind: string;
   pairs_provisioned: number;
   pairs_desired: number;
+  pairs_digest: string;
 }
 
 export function toStatus(row: StatusRow): SyncStatus {
@@ -186,7 +193,14 @@ export function toStatus(row: StatusRow): SyncStatus {
     failureKind: row.failure_kind as SyncStatus["failureKind"],
     projectDomainsProvisioned: row.pairs_provisioned,
     projectDomainsDesired: row.pairs_desired,
+    provisionedDigest: row.pairs_digest,
   };
+}
+
+/** Order-independent: the same pairs in any order give the same digest. */
+function digestOf(pairs: readonly ProjectDomain[]): string {
+  const keys = pairs.map((pair) => `${pair.project}\0${pair.domain}`).sort();
+  return createHash("sha256").update(keys.join("\n")).digest("base64");
 }
 
 function problemOf(outcome: PassOutcome): string {

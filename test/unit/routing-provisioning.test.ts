@@ -61,6 +61,13 @@ describe("routing by provisioning truth", () => {
     pass("dataplane_2");
     expect(spread("staging")).toEqual(new Set(["dataplane_2"]));
     expect(spread("development")).toEqual(new Set(["dataplane_1", "dataplane_2"]));
+    // A later pass that provisions more is seen at once; one that provisions the same changes nothing.
+    pass("dataplane_1");
+    expect(spread("staging")).toEqual(new Set(["dataplane_1", "dataplane_2"]));
+    pass("dataplane_1", { provisioned: [...ALL].reverse() });
+    expect(spread("production")).toEqual(new Set(["dataplane_1", "dataplane_2"]));
+    pass("dataplane_1", { provisioned: pairs("team1/production") });
+    expect(spread("staging")).toEqual(new Set(["dataplane_2"]));
   });
 
   it("takes nothing to a cluster whose pass failed for the whole cluster, and says what to fix", () => {
