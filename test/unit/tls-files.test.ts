@@ -2,9 +2,9 @@ import { describe, expect, it } from "vitest";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DomainError } from "../../src/core/errors.js";
 import { readTlsFiles } from "../../src/server/tls-files.js";
 import { testPki } from "../support/kube/test-ca.js";
+import { problems } from "../support/errors.js";
 
 const pki = testPki("tls-files");
 
@@ -15,16 +15,6 @@ function files(clientCa: string) {
   writeFileSync(paths.keyFile, pki.serverKeyPem);
   writeFileSync(paths.clientCaFile, clientCa);
   return paths;
-}
-
-function problems(run: () => unknown): string[] {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof DomainError) return error.violations.map((v) => `${v.field}: ${v.description}`);
-    throw error;
-  }
-  throw new Error("expected a DomainError");
 }
 
 describe("TLS files", () => {

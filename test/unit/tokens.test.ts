@@ -2,23 +2,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import { mkdtempSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DomainError } from "../../src/core/errors.js";
 import { findToken, parseTokenLines, parseTokens, TokenFile } from "../../src/server/tokens.js";
 import { newToken, writeTokensFile } from "../support/auth.js";
 import { waitFor } from "../support/wait.js";
+import { problems } from "../support/errors.js";
 
 const ADMIN = "a".repeat(32);
 const VIEWER = "v".repeat(32);
-
-function problems(run: () => unknown): string[] {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof DomainError) return error.violations.map((v) => `${v.field}: ${v.description}`);
-    throw error;
-  }
-  throw new Error("expected a DomainError");
-}
 
 describe("tokens file", () => {
   it("reads '<token> <role> <name>' lines, skipping comments and blank lines, and keeps only digests", () => {
