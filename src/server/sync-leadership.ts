@@ -24,6 +24,7 @@ export class SyncLeadership {
   private loop: SyncLoop | null = null;
   private readonly passListeners = new Set<(report: ClusterReport) => void>();
   private lastSeenHolder = "";
+  private shuttingDown = false;
 
   constructor(
     private readonly stores: Stores,
@@ -64,6 +65,7 @@ export class SyncLeadership {
 
   /** Stops the loop and gives the lease up so another process can lead at once. */
   stop(): Promise<void> {
+    this.shuttingDown = true;
     return this.elector.stop();
   }
 
@@ -86,7 +88,11 @@ export class SyncLeadership {
   private async stopLoop(): Promise<void> {
     const loop = this.loop;
     this.loop = null;
-    this.logger.warn({ holder: this.identity }, "sync leadership: this process no longer leads; stopping the cluster-sync loop");
+    if (this.shuttingDown) {
+      this.logger.info({ holder: this.identity }, "sync leadership: shutting down; stopping the cluster-sync loop and releasing the lease");
+    } else {
+      this.logger.warn({ holder: this.identity }, "sync leadership: this process lost the lease (it could not renew it in time); stopping the cluster-sync loop");
+    }
     await loop?.stop();
   }
 
