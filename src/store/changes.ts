@@ -154,8 +154,8 @@ export class ChangeLog {
 
   /** The revision of the last committed change (0 for a new database). */
   currentRevision(): number {
-    const row = this.statement("SELECT seq FROM sqlite_sequence WHERE name = 'change_log'").get() as { seq: number } | undefined;
-    return row?.seq ?? 0;
+    // The newest entry is never compacted away, so the largest revision present is the newest ever.
+    return (this.statement("SELECT MAX(revision) FROM change_log").pluck().get() as number | null) ?? 0;
   }
 
   /** The last revision this process has told its listeners about. */

@@ -158,9 +158,10 @@ export const MIGRATIONS: readonly Migration[] = [
     description: "change log, resource revisions and the sync leader lease",
     sql: `
       -- One row per changed resource, appended in the transaction that changed it. The revision
-      -- is the row id: AUTOINCREMENT never reuses a revision, even after compaction.
+      -- is the row id, the newest plus one; compaction always keeps the newest entry, so a
+      -- revision is never reused.
       CREATE TABLE change_log (
-        revision     INTEGER PRIMARY KEY AUTOINCREMENT,
+        revision     INTEGER PRIMARY KEY,
         org          TEXT    NOT NULL,
         kind         TEXT    NOT NULL,
         name         TEXT    NOT NULL,
@@ -169,7 +170,6 @@ export const MIGRATIONS: readonly Migration[] = [
         state        TEXT,
         commit_time  INTEGER NOT NULL
       );
-      CREATE INDEX change_log_by_time ON change_log (commit_time);
 
       -- Entries up to compacted_through have been removed; a reader behind it must re-list.
       CREATE TABLE change_log_meta (
