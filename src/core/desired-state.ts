@@ -50,6 +50,11 @@ export interface ProjectDomain {
   domain: string;
 }
 
+/** One string per project-domain, for sets and maps (NUL cannot occur in a validated id). */
+export function projectDomainKey(pair: ProjectDomain): string {
+  return `${pair.project}\0${pair.domain}`;
+}
+
 /** What one project-domain needs, and what of it could not be rendered. */
 export interface RenderedProjectDomain {
   /** Empty when the namespace or service account cannot be rendered: then it cannot be provisioned. */

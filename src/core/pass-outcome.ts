@@ -3,6 +3,7 @@
  * The reconciler (push today, pull agents later) produces a PassOutcome; the store turns it into
  * conditions and provisioning truth; routing reads those. Pure types and rules, no I/O.
  */
+import type { SyncStatus } from "./cluster.js";
 import type { ProjectDomain } from "./desired-state.js";
 
 /**
@@ -147,8 +148,38 @@ function reasonOf(kind: ClusterFailureKind): string {
 }
 
 function firstProblem(outcome: PassOutcome): string {
-  const failure = outcome.objectFailures[0];
   const count = outcome.objectFailures.length + outcome.templateErrors.length;
-  const first = failure ? `${failure.key}: ${failure.message}` : `template: ${outcome.templateErrors[0]}`;
+  const first = firstObjectProblem(outcome);
   return count > 1 ? `${first} (and ${count - 1} more)` : first;
+}
+
+/** The first object or template that failed, in words; "" when none did. */
+function firstObjectProblem(outcome: PassOutcome): string {
+  const failure = outcome.objectFailures[0];
+  if (failure) return `${failure.key}: ${failure.message}`;
+  return outcome.templateErrors[0] ? `template: ${outcome.templateErrors[0]}` : "";
+}
+
+/**
+ * A cluster's sync status after a pass: counts, the last success, consecutive cluster-wide
+ * failures (what backoff and FAILING go by), the error in words and the conditions.
+ * `provisionedDigest` identifies the provisioned set, so an unchanged one need not be rewritten.
+ */
+export function statusAfter(previous: SyncStatus | null, outcome: PassOutcome, provisionedDigest: string): SyncStatus {
+  const ok = outcome.failure === null && outcome.objectFailures.length === 0 && outcome.templateErrors.length === 0;
+  return {
+    lastAttemptTime: outcome.startedAt,
+    lastSuccessTime: ok ? outcome.finishedAt : (previous?.lastSuccessTime ?? null),
+    objectsApplied: outcome.applied,
+    objectsUnchanged: outcome.unchanged,
+    objectsFailed: outcome.objectFailures.length + outcome.templateErrors.length,
+    consecutiveFailures: outcome.failure ? (previous?.consecutiveFailures ?? 0) + 1 : 0,
+    lastError: outcome.failure?.message ?? firstObjectProblem(outcome),
+    conditions: conditionsAfter(previous?.conditions ?? [], outcome),
+    objectFailures: outcome.objectFailures,
+    failureKind: outcome.failure?.kind ?? "",
+    projectDomainsProvisioned: outcome.provisioned.length,
+    projectDomainsDesired: outcome.desired.length,
+    provisionedDigest,
+  };
 }

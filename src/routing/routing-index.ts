@@ -1,5 +1,6 @@
 import type { Cluster } from "../core/cluster.js";
 import { clusterIneligibility } from "../core/pass-outcome.js";
+import { projectDomainKey } from "../core/desired-state.js";
 import type { AssignmentKey } from "../core/execution-cluster-label.js";
 import type { ProjectState } from "../core/project.js";
 import type { QueueState } from "../core/queue.js";
@@ -79,7 +80,7 @@ export class RoutingIndex {
       for (const row of this.stores.sync.allProvisioned()) {
         const clusterKey = key(row.org, row.cluster);
         const pairs = provisioned.get(clusterKey) ?? new Set<string>();
-        pairs.add(pairKey(row.project, row.domain));
+        pairs.add(projectDomainKey(row));
         provisioned.set(clusterKey, pairs);
       }
     }
@@ -96,7 +97,7 @@ export class RoutingIndex {
    */
   ineligibility(cluster: RoutableCluster, project: string, domain: string): string {
     if (cluster.ineligibleBecause) return cluster.ineligibleBecause;
-    if (cluster.provisioned && !cluster.provisioned.has(pairKey(project, domain))) {
+    if (cluster.provisioned && !cluster.provisioned.has(projectDomainKey({ project, domain }))) {
       return `not provisioned for ${project}/${domain} yet (its namespace is created by the cluster's next sync pass)`;
     }
     return "";
@@ -166,7 +167,7 @@ export class RoutingIndex {
     const known = this.clusters.get(key(cluster.org, cluster.name));
     const digest = cluster.sync?.provisionedDigest ?? "";
     if (known?.provisioned && known.provisionedDigest === digest) return known.provisioned;
-    return new Set(this.stores.sync.provisioned(cluster.org, cluster.name).map((pair) => pairKey(pair.project, pair.domain)));
+    return new Set(this.stores.sync.provisioned(cluster.org, cluster.name).map(projectDomainKey));
   }
 
   /** Each reason says what would make the cluster routable again. */
@@ -220,10 +221,6 @@ function setOrDelete<V>(map: Map<string, V>, mapKey: string, value: V | undefine
 // NUL cannot occur in any validated name, so joined keys never collide.
 function key(org: string, name: string): string {
   return `${org}\0${name}`;
-}
-
-function pairKey(project: string, domain: string): string {
-  return `${project}\0${domain}`;
 }
 
 function assignmentKey(scope: AssignmentKey): string {

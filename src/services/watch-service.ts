@@ -204,16 +204,12 @@ export class WatchHub {
     }
   }
 
-  /** The current state of every matching resource and the revision it is at, read in one transaction. */
+  /** The current state of every matching resource and the revision it is at. */
   private snapshot(org: string, kinds: Set<ChangeKind>): { changes: ResourceChange[]; revision: number } {
-    return this.stores.db.transaction(() => {
-      const revision = this.stores.changes.currentRevision();
-      const changes: ResourceChange[] = [];
-      for (const kind of kinds) {
-        for (const state of currentStates(this.stores, org, kind)) changes.push(snapshotChange(kind, org, state, this.stores));
-      }
-      return { changes, revision };
-    })();
+    const { revision, value: changes } = this.stores.changes.readAt(() =>
+      [...kinds].flatMap((kind) => currentStates(this.stores, org, kind).map((state) => snapshotChange(kind, org, state, this.stores))),
+    );
+    return { changes, revision };
   }
 }
 

@@ -158,6 +158,11 @@ export class ChangeLog {
     return (this.statement("SELECT MAX(revision) FROM change_log").pluck().get() as number | null) ?? 0;
   }
 
+  /** Runs `read` in one read transaction: what it reads is the state at the returned revision. */
+  readAt<T>(read: () => T): { revision: number; value: T } {
+    return this.db.transaction(() => ({ revision: this.currentRevision(), value: read() }))();
+  }
+
   /** The last revision this process has told its listeners about. */
   get appliedRevision(): number {
     return this.lastApplied;

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { SyncStatus } from "../core/cluster.js";
-import type { ProjectDomain } from "../core/desired-state.js";
-import { conditionsAfter, type Condition, type ObjectFailure, type PassOutcome } from "../core/pass-outcome.js";
+import { projectDomainKey, type ProjectDomain } from "../core/desired-state.js";
+import { statusAfter, type Condition, type ObjectFailure, type PassOutcome } from "../core/pass-outcome.js";
 import type { ChangeLog } from "./changes.js";
 import type { Db } from "./database.js";
 
@@ -68,23 +68,8 @@ export class SyncRepository {
   recordOutcome(org: string, cluster: string, outcome: PassOutcome): SyncStatus | null {
     return this.changes.write(() => {
       const previous = this.status(org, cluster);
-      const ok = outcome.failure === null && outcome.objectFailures.length === 0 && outcome.templateErrors.length === 0;
       const digest = digestOf(outcome.provisioned);
-      const status: SyncStatus = {
-        lastAttemptTime: outcome.startedAt,
-        lastSuccessTime: ok ? outcome.finishedAt : (previous?.lastSuccessTime ?? null),
-        objectsApplied: outcome.applied,
-        objectsUnchanged: outcome.unchanged,
-        objectsFailed: outcome.objectFailures.length + outcome.templateErrors.length,
-        consecutiveFailures: outcome.failure ? (previous?.consecutiveFailures ?? 0) + 1 : 0,
-        lastError: outcome.failure?.message ?? problemOf(outcome),
-        conditions: conditionsAfter(previous?.conditions ?? [], outcome),
-        objectFailures: outcome.objectFailures,
-        failureKind: outcome.failure?.kind ?? "",
-        projectDomainsProvisioned: outcome.provisioned.length,
-        projectDomainsDesired: outcome.desired.length,
-        provisionedDigest: digest,
-      };
+      const status = statusAfter(previous, outcome, digest);
       const unchanged = digest === previous?.provisionedDigest;
       if (!this.writePass(org, cluster, status)) return null;
       if (!unchanged) this.writeProvisioned(org, cluster, outcome.provisioned);
@@ -111,9 +96,8 @@ export class SyncRepository {
 
   /** Replaces the provisioned set by the new one, touching only the rows that differ. */
   private writeProvisioned(org: string, cluster: string, pairs: readonly ProjectDomain[]): void {
-    const key = (pair: ProjectDomain) => `${pair.project}\0${pair.domain}`;
-    const wanted = new Map(pairs.map((pair) => [key(pair), pair]));
-    const existing = new Map(this.provisioned(org, cluster).map((pair) => [key(pair), pair]));
+    const wanted = new Map(pairs.map((pair) => [projectDomainKey(pair), pair]));
+    const existing = new Map(this.provisioned(org, cluster).map((pair) => [projectDomainKey(pair), pair]));
     const remove = this.db.prepare("DELETE FROM cluster_provisioning WHERE org = ? AND cluster = ? AND project = ? AND domain = ?");
     const insert = this.db.prepare("INSERT INTO cluster_provisioning (org, cluster, project, domain) VALUES (?, ?, ?, ?)");
     for (const [pairKey, pair] of existing) if (!wanted.has(pairKey)) remove.run(org, cluster, pair.project, pair.domain);
@@ -199,12 +183,5 @@ export function toStatus(row: StatusRow): SyncStatus {
 
 /** Order-independent: the same pairs in any order give the same digest. */
 function digestOf(pairs: readonly ProjectDomain[]): string {
-  const keys = pairs.map((pair) => `${pair.project}\0${pair.domain}`).sort();
-  return createHash("sha256").update(keys.join("\n")).digest("base64");
-}
-
-function problemOf(outcome: PassOutcome): string {
-  const failure = outcome.objectFailures[0];
-  if (failure) return `${failure.key}: ${failure.message}`;
-  return outcome.templateErrors[0] ? `template: ${outcome.templateErrors[0]}` : "";
+  return createHash("sha256").update(pairs.map(projectDomainKey).sort().join("\n")).digest("base64");
 }
