@@ -21,10 +21,6 @@ export function setCommandContext(context: CommandContext): void {
   current = context;
 }
 
-export function commandContext(): CommandContext {
-  return current;
-}
-
 /** Every RPC of the services the CLI calls, as the command that makes it. */
 export const RPC_COMMANDS: Readonly<Record<string, string>> = {
   CreateClusterPool: "clusterplane create cluster-pool",

@@ -86,7 +86,7 @@ export function checkNoRepeats(items: readonly string[], fieldOf: (index: number
 }
 
 /** At most this many characters of a caller's value are quoted back in a message. */
-export const MAX_QUOTED_CHARS = 100;
+const MAX_QUOTED_CHARS = 100;
 
 /**
  * A caller's value for a message: in double quotes (JSON escapes, so a newline cannot forge a

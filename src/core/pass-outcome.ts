@@ -55,6 +55,8 @@ export interface PassOutcome {
   unchanged: number;
   /** Set when the pass stopped for the whole cluster. */
   failure: ClusterFailure | null;
+  /** Every object that failed on their own; `objectFailures` keeps only the first of them. */
+  objectsFailed: number;
   /** Objects that failed on their own (at most MAX_OBJECT_FAILURES kept). */
   objectFailures: ObjectFailure[];
   /** Project-domains whose objects could not be rendered from the templates. */
@@ -148,7 +150,7 @@ function reasonOf(kind: ClusterFailureKind): string {
 }
 
 function firstProblem(outcome: PassOutcome): string {
-  const count = outcome.objectFailures.length + outcome.templateErrors.length;
+  const count = outcome.objectsFailed + outcome.templateErrors.length;
   const first = firstObjectProblem(outcome);
   return count > 1 ? `${first} (and ${count - 1} more)` : first;
 }
@@ -160,21 +162,27 @@ function firstObjectProblem(outcome: PassOutcome): string {
   return outcome.templateErrors[0] ? `template: ${outcome.templateErrors[0]}` : "";
 }
 
+/** A pass in three figures: objects and templates that failed, whether it was clean, its first error. */
+export function passSummary(outcome: PassOutcome): { failed: number; ok: boolean; error: string } {
+  const failed = outcome.objectsFailed + outcome.templateErrors.length;
+  return { failed, ok: outcome.failure === null && failed === 0, error: outcome.failure?.message ?? firstObjectProblem(outcome) };
+}
+
 /**
  * A cluster's sync status after a pass: counts, the last success, consecutive cluster-wide
  * failures (what backoff and FAILING go by), the error in words and the conditions.
  * `provisionedDigest` identifies the provisioned set, so an unchanged one need not be rewritten.
  */
 export function statusAfter(previous: SyncStatus | null, outcome: PassOutcome, provisionedDigest: string): SyncStatus {
-  const ok = outcome.failure === null && outcome.objectFailures.length === 0 && outcome.templateErrors.length === 0;
+  const { failed, ok, error } = passSummary(outcome);
   return {
     lastAttemptTime: outcome.startedAt,
     lastSuccessTime: ok ? outcome.finishedAt : (previous?.lastSuccessTime ?? null),
     objectsApplied: outcome.applied,
     objectsUnchanged: outcome.unchanged,
-    objectsFailed: outcome.objectFailures.length + outcome.templateErrors.length,
+    objectsFailed: failed,
     consecutiveFailures: outcome.failure ? (previous?.consecutiveFailures ?? 0) + 1 : 0,
-    lastError: outcome.failure?.message ?? firstObjectProblem(outcome),
+    lastError: error,
     conditions: conditionsAfter(previous?.conditions ?? [], outcome),
     objectFailures: outcome.objectFailures,
     failureKind: outcome.failure?.kind ?? "",

@@ -4,7 +4,7 @@ import type { UniversalHandlerFn } from "@connectrpc/connect/protocol";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { ACCEPTED_COMPRESSION, withRevisedStatus } from "./bad-input.js";
-import { answerError, clampDeadline, failed, isValidAuthority, malformedAuthority, requestAuthority, type NodeHandler, type NodeRequest, type NodeResponse } from "./edge.js";
+import { answerError, clampDeadline, failed, malformedAuthority, requestAuthority, type NodeHandler, type NodeRequest, type NodeResponse } from "./edge.js";
 import { formatBytes, type EdgeLimits } from "./limits.js";
 import type { Logger } from "./logging.js";
 
@@ -68,8 +68,9 @@ export function connectHandler(options: ConnectHandlerOptions): NodeHandler {
 
 /** Why connect-node must not see `request`, or undefined. */
 function refusalOf(request: NodeRequest): ConnectError | undefined {
+  // guarded() (edge.ts) has answered a malformed authority already; a missing one comes here.
   const authority = requestAuthority(request);
-  if (authority === undefined || !isValidAuthority(authority)) return malformedAuthority(request, authority);
+  if (authority === undefined) return malformedAuthority(request, authority);
   if (request.method === "GET") return queryRefusal(request.url ?? "");
   return undefined;
 }

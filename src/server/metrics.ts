@@ -66,6 +66,9 @@ export class ServerMetrics {
   /** Whether this process runs the cluster-sync loop (holds the database's sync lease); set by the server. */
   leadsSync: () => boolean = () => false;
 
+  /** The clusters as read for the scrape in progress. */
+  private scrapeClusters: Cluster[] | null = null;
+
   constructor(stores: Stores) {
     const metrics = this;
     new Gauge({
@@ -93,20 +96,22 @@ export class ServerMetrics {
    * clusters.
    */
   private clusterGauges(stores: Stores): void {
-    this.clusterGauge(stores, "clusterplane_sync_last_success_timestamp_seconds",
+    // One read of the clusters serves every gauge of a scrape; text() starts each scrape afresh.
+    const clusters = () => (this.scrapeClusters ??= stores.db.open ? stores.clusters.all() : []);
+    this.clusterGauge(clusters, "clusterplane_sync_last_success_timestamp_seconds",
       "When the last successful sync pass of a cluster ended (Unix seconds), as stored in the database.", [],
       (cluster) => (cluster.sync?.lastSuccessTime ? [[{}, cluster.sync.lastSuccessTime.getTime() / 1000]] : []));
-    this.clusterGauge(stores, "clusterplane_cluster_condition",
+    this.clusterGauge(clusters, "clusterplane_cluster_condition",
       "1 for the status each condition of a cluster has after its last sync pass (Reachable, Authorized, Provisioned, Degraded).",
       ["condition", "status"],
       (cluster) => (cluster.sync?.conditions ?? []).map((condition) => [{ condition: condition.type, status: condition.status }, 1]));
-    this.clusterGauge(stores, "clusterplane_cluster_project_domains_provisioned",
+    this.clusterGauge(clusters, "clusterplane_cluster_project_domains_provisioned",
       "Project-domains whose namespace and service account are on a cluster (executions of the others are not routed there).", [],
       (cluster) => (cluster.sync ? [[{}, cluster.sync.projectDomainsProvisioned]] : []));
   }
 
   private clusterGauge(
-    stores: Stores,
+    clusters: () => Cluster[],
     name: string,
     help: string,
     extraLabels: string[],
@@ -119,8 +124,7 @@ export class ServerMetrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        if (!stores.db.open) return;
-        for (const cluster of stores.clusters.all()) {
+        for (const cluster of clusters()) {
           for (const [labels, value] of valuesOf(cluster)) this.set({ org: cluster.org, cluster: cluster.name, ...labels }, value);
         }
       },
@@ -141,6 +145,7 @@ export class ServerMetrics {
 
   /** The Prometheus text exposition: this server's metrics, then the process's. */
   async text(): Promise<string> {
+    this.scrapeClusters = null;
     return (await this.registry.metrics()) + (await processMetrics().metrics());
   }
 }

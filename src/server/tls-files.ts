@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
-import { CredentialFileError, parseCaBundle } from "../core/credential-files.js";
+import { CredentialFileError, parseCaBundle } from "../sync/credential-files.js";
 import { Violations } from "../core/errors.js";
 import type { TlsMaterial } from "./one-port.js";
 

@@ -57,10 +57,6 @@ export class Controller {
     this.queue.remove(key);
   }
 
-  isRunning(key: string): boolean {
-    return this.inFlight.has(key);
-  }
-
   /** Resolves when nothing is queued or running (delayed retries do not count). */
   idle(): Promise<void> {
     if (this.queue.idle || this.queue.isShutDown) return Promise.resolve();

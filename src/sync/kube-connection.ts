@@ -1,3 +1,4 @@
+import { shorten } from "../core/errors.js";
 import { setMaxListeners } from "node:events";
 import https from "node:https";
 import {
@@ -18,7 +19,7 @@ import {
   MAX_TOKEN_FILE_BYTES,
   parseCaBundle,
   readConfinedFile,
-} from "../core/credential-files.js";
+} from "./credential-files.js";
 import type { KubeObject } from "../core/template.js";
 import { ApplyError, type ApplyProblem } from "./failures.js";
 import type { Applier } from "./reconcile.js";
@@ -255,7 +256,7 @@ class PassClient extends KubernetesObjectApi {
 }
 
 /** What went wrong with a request, in the reconciler's terms. */
-export function applyErrorOf(error: unknown, signal: AbortSignal, path: string): ApplyError {
+function applyErrorOf(error: unknown, signal: AbortSignal, path: string): ApplyError {
   if (error instanceof ApplyError) return error;
   if (signal.aborted) return new ApplyError("aborted", `cancelled: ${String(signal.reason?.message ?? signal.reason ?? "")}`, 0, path);
   if (error instanceof ApiException) return apiErrorOf(error, path);
@@ -272,7 +273,7 @@ export function applyErrorOf(error: unknown, signal: AbortSignal, path: string):
 function apiErrorOf(error: ApiException<unknown>, path: string): ApplyError {
   const code = Number(error.code);
   const status = parseStatus(error.body);
-  const detail = status ? `${code} ${status.reason || "error"}: ${truncate(status.message || "no message")}` : `${code} ${truncate(String(error.body ?? "")) || "without a body"}`;
+  const detail = status ? `${code} ${status.reason || "error"}: ${shortenFlat(status.message || "no message")}` : `${code} ${shortenFlat(String(error.body ?? "")) || "without a body"}`;
   const problem = apiProblemOf(code, status);
   const retryAfterMs = problem === "throttled" || problem === "server-error" ? retryAfterOf(error.headers, status) : 0;
   return new ApplyError(problem, code === 404 && !status ? `404 on ${path}` : detail, retryAfterMs, path);
@@ -348,11 +349,11 @@ function transportErrorOf(error: unknown, path: string): ApplyError {
   if (code === "ECONNREFUSED") return new ApplyError("refused", code, 0, path);
   if (code === "ENOTFOUND" || code === "EAI_AGAIN") return new ApplyError("dns", code, 0, path);
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code)) return new ApplyError("tls", code, 0, path);
-  return new ApplyError("network", code ? `${code}: ${truncate(message)}` : truncate(message), 0, path);
+  return new ApplyError("network", code ? `${code}: ${shortenFlat(message)}` : shortenFlat(message), 0, path);
 }
 
-/** Server messages can be long (every cause of a 422); a sentence keeps the start. */
-function truncate(text: string, max = 300): string {
-  const flat = text.replace(/\s+/g, " ").trim();
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+
+/** Server messages can be long (every cause of a 422): one line, the start of it. */
+function shortenFlat(text: string): string {
+  return shorten(text.replace(/\s+/g, " ").trim(), 300);
 }

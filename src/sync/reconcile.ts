@@ -35,8 +35,6 @@ export interface PassInput {
 
 export interface PassResult {
   outcome: PassOutcome;
-  /** Objects that failed on their own (the outcome keeps only the first MAX_OBJECT_FAILURES). */
-  objectsFailed: number;
   /** How long the server asked us to wait before the next try (429/503), 0 when it did not say. */
   retryAfterMs: number;
   /** The signal ended the pass: nothing it found says anything about the cluster. */
@@ -105,23 +103,7 @@ export async function reconcilePass(input: PassInput, signal: AbortSignal): Prom
   }
   if (pending.length > 0) await applyAll(pending, input, ledger, signal);
   ledger.flush();
-  return {
-    outcome: {
-      startedAt,
-      finishedAt: new Date(),
-      full: input.full,
-      applied: ledger.appliedNow.size,
-      unchanged: ledger.unchanged,
-      failure: ledger.failure,
-      objectFailures: ledger.objectFailures,
-      templateErrors: input.desired.errors,
-      desired: input.desired.pairs,
-      provisioned: provisionedPairs(input, ledger),
-    },
-    objectsFailed: ledger.objectsFailed,
-    retryAfterMs: ledger.retryAfterMs,
-    aborted: ledger.aborted,
-  };
+  return resultOf(input, ledger, startedAt);
 }
 
 /**
@@ -135,22 +117,26 @@ export function passNotStarted(
 ): PassResult {
   const ledger = new PassLedger(() => undefined);
   ledger.clusterFailed(failure, 0);
+  return resultOf(input, ledger, startedAt);
+}
+
+function resultOf(input: Pick<PassInput, "desired" | "appliedHashes" | "full">, ledger: PassLedger, startedAt: Date): PassResult {
   return {
     outcome: {
       startedAt,
       finishedAt: new Date(),
       full: input.full,
-      applied: 0,
-      unchanged: 0,
-      failure,
-      objectFailures: [],
+      applied: ledger.appliedNow.size,
+      unchanged: ledger.unchanged,
+      failure: ledger.failure,
+      objectsFailed: ledger.objectsFailed,
+      objectFailures: ledger.objectFailures,
       templateErrors: input.desired.errors,
       desired: input.desired.pairs,
       provisioned: provisionedPairs(input, ledger),
     },
-    objectsFailed: 0,
-    retryAfterMs: 0,
-    aborted: false,
+    retryAfterMs: ledger.retryAfterMs,
+    aborted: ledger.aborted,
   };
 }
 

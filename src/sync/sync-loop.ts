@@ -1,6 +1,6 @@
 import { watch, type FSWatcher } from "node:fs";
 import type { Cluster } from "../core/cluster.js";
-import type { PassOutcome } from "../core/pass-outcome.js";
+import { passSummary, type PassOutcome } from "../core/pass-outcome.js";
 import type { Change } from "../store/changes.js";
 import type { AppliedObject } from "../store/sync-repository.js";
 import type { Stores } from "../store/stores.js";
@@ -353,11 +353,7 @@ export class SyncLoop {
 
 function reportOf(cluster: Cluster, result: PassResult): ClusterReport {
   const { outcome } = result;
-  const firstObject = outcome.objectFailures[0];
-  const error =
-    outcome.failure?.message ??
-    (firstObject ? `${firstObject.key}: ${firstObject.message}` : outcome.templateErrors[0] ? `template: ${outcome.templateErrors[0]}` : "");
-  const failed = result.objectsFailed + outcome.templateErrors.length;
+  const { failed, ok, error } = passSummary(outcome);
   return {
     org: cluster.org,
     cluster: cluster.name,
@@ -366,7 +362,7 @@ function reportOf(cluster: Cluster, result: PassResult): ClusterReport {
     failed,
     error,
     aborted: outcome.failure !== null,
-    ok: outcome.failure === null && failed === 0,
+    ok,
     durationMs: outcome.finishedAt.getTime() - outcome.startedAt.getTime(),
     finishedAtMs: performance.now(),
     outcome,

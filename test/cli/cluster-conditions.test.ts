@@ -15,7 +15,7 @@ beforeAll(async () => {
   for (const name of ["dataplane_1", "dataplane_2", "dataplane_3"]) await clusters.createCluster({ cluster: seedCluster(name) });
   const pair = (domain: string) => ({ project: "team1", domain });
   const desired = ["development", "staging", "production"].map(pair);
-  const outcome = { startedAt: new Date(), finishedAt: new Date(), full: false, applied: 6, unchanged: 0, objectFailures: [], templateErrors: [], desired };
+  const outcome = { startedAt: new Date(), finishedAt: new Date(), full: false, applied: 6, unchanged: 0, objectsFailed: 0, objectFailures: [], templateErrors: [], desired };
   server.stores.sync.recordOutcome("", "dataplane_1", { ...outcome, failure: null, provisioned: desired });
   server.stores.sync.recordOutcome("", "dataplane_2", {
     ...outcome,

@@ -52,7 +52,7 @@ describe("clusterplane get NOUN --watch", () => {
     const desired = [{ project: "p", domain: "development" }];
     server.stores.sync.recordOutcome("", "dataplane_2", {
       startedAt: new Date(), finishedAt: new Date(), full: false, applied: 2, unchanged: 0, failure: null,
-      objectFailures: [], templateErrors: [], desired, provisioned: desired,
+      objectsFailed: 0, objectFailures: [], templateErrors: [], desired, provisioned: desired,
     });
     await waitFor("the synced row", () => lines.some((line) => /^dataplane_2 .* True +1\/1 /.test(line)), 20_000);
     await clusters.drainCluster({ name: "dataplane_2" });
@@ -96,10 +96,15 @@ describe("clusterplane get NOUN --watch", () => {
     await waitFor("both snapshots", () => [one, scoped].every(({ lines }) => lines.some((l) => l.includes("SNAPSHOT_COMPLETE"))), 20_000);
     await clusters.createCluster({ cluster: seedCluster("dataplane_4") });
     await clusters.drainCluster({ name: "dataplane_3" });
+    // Another project's assignment is outside the scope watched.
+    await createClient(ProjectService, transport()).createProject({ project: { id: "team4" } });
+    await ecl.updateExecutionClusterLabel({ executionClusterLabel: { project: "team4", domain: "staging", value: "label3" } });
     await ecl.updateExecutionClusterLabel({ executionClusterLabel: { project: "team3", domain: "staging", value: "label3" } });
     await waitFor("the drain", () => one.lines.length >= 3, 20_000);
     await waitFor("the assignment", () => scoped.lines.length >= 2, 20_000);
     expect(one.lines.map((line) => JSON.parse(line).object?.name ?? "-")).toEqual(["dataplane_3", "-", "dataplane_3"]);
-    expect(JSON.parse(scoped.lines.at(-1)!).object).toMatchObject({ project: "team3", domain: "staging", value: "label3" });
+    const events = scoped.lines.map((line) => JSON.parse(line) as { type: string; object?: { project: string; domain: string; value: string } });
+    expect(events.map((e) => [e.type, e.object?.project])).toEqual([["SNAPSHOT_COMPLETE", undefined], ["PUT", "team3"]]);
+    expect(events[1]!.object).toMatchObject({ project: "team3", domain: "staging", value: "label3" });
   });
 });

@@ -230,7 +230,7 @@ describe("Watch", () => {
     await ecl.setDefaultClusterLabel({ label: "label1" });
     s.stores.sync.recordOutcome("", "dataplane_1", {
       startedAt: new Date(), finishedAt: new Date(), full: false, applied: 6, unchanged: 0, failure: null,
-      objectFailures: [], templateErrors: [], desired: [], provisioned: [],
+      objectsFailed: 0, objectFailures: [], templateErrors: [], desired: [], provisioned: [],
     });
     await ecl.deleteExecutionClusterLabel({ project: "project1", domain: "development" });
     await waitFor("five changes", () => changes(events).length === 4);

@@ -45,7 +45,7 @@ switch (mode) {
       try {
         stores.sync.recordOutcome("", extra!, {
           startedAt: new Date(), finishedAt: new Date(), full: false, applied: wrote, unchanged: 0, failure: null,
-          objectFailures: [], templateErrors: [], desired: [], provisioned: [],
+          objectsFailed: 0, objectFailures: [], templateErrors: [], desired: [], provisioned: [],
         });
         wrote++;
       } catch (error) {

@@ -8,7 +8,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ClusterService, SyncHealth } from "../../gen/clusterplane/v1/cluster_pb.js";
 import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
-import { CredentialFileError, MAX_CA_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readConfinedFile } from "../../src/core/credential-files.js";
+import { CredentialFileError, MAX_CA_FILE_BYTES, MAX_TOKEN_FILE_BYTES, readConfinedFile } from "../../src/sync/credential-files.js";
 import { readCredentials } from "../../src/sync/kube-connection.js";
 import { DEFAULT_SYNC_SETTINGS } from "../../src/sync/sync-settings.js";
 import { StandInApiServer } from "../support/kube/stand-in-apiserver.js";

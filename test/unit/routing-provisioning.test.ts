@@ -31,7 +31,7 @@ const ALL = pairs("team1/development", "team1/staging", "team1/production");
 function pass(cluster: string, overrides: Partial<PassOutcome> = {}): void {
   stores.sync.recordOutcome("", cluster, {
     startedAt: new Date(), finishedAt: new Date(), full: false, applied: 6, unchanged: 0, failure: null,
-    objectFailures: [], templateErrors: [], desired: ALL, provisioned: ALL, ...overrides,
+    objectsFailed: 0, objectFailures: [], templateErrors: [], desired: ALL, provisioned: ALL, ...overrides,
   });
 }
 
@@ -102,7 +102,7 @@ describe("routing by provisioning truth", () => {
       stores.changes.follow(10);
       other.sync.recordOutcome("", "dataplane_1", {
         startedAt: new Date(), finishedAt: new Date(), full: false, applied: 6, unchanged: 0, failure: null,
-        objectFailures: [], templateErrors: [], desired: ALL, provisioned: ALL,
+        objectsFailed: 0, objectFailures: [], templateErrors: [], desired: ALL, provisioned: ALL,
       });
       const { waitFor } = await import("../support/wait.js");
       await waitFor("the other process's pass", () => routing.cluster("", "dataplane_1")?.ineligibleBecause === "");
