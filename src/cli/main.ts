@@ -67,6 +67,7 @@ program
   .option("--tls-client-ca <file>", "ask clients for certificates signed by this CA (env CLUSTERPLANE_TLS_CLIENT_CA)")
   .option("--cors-origin <origin>", "browser origin allowed to call the API; repeat for more (env CLUSTERPLANE_CORS_ORIGINS)",
     (origin: string, previous: string[] = []) => [...previous, origin])
+  .option("--workers <n>", "server processes sharing the port, or auto for one per core (env CLUSTERPLANE_WORKERS, default 1)")
   .action(async (flags) => (await import("./serve.js")).serve(flags));
 
 program

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { parse as parseYaml } from "yaml";
 import { parseDuration } from "../core/duration.js";
 import { namespaceProblem } from "../core/desired-state.js";
@@ -9,7 +10,7 @@ import { isMapping } from "../core/values.js";
 import { DEFAULT_SYNC_SETTINGS, parseSyncSettings, type SyncSettings } from "../sync/sync-settings.js";
 import { normalizeOrigin } from "./http-routes.js";
 import { parseLimits } from "./limits.js";
-import { LOG_LEVELS } from "./logging.js";
+import { DEFAULT_RPC_LOG, LOG_LEVELS, RPC_LOG_POLICIES } from "./logging.js";
 import type { ServerConfig, TlsConfig } from "./server.js";
 import { readTlsFiles } from "./tls-files.js";
 import { DEFAULT_LEASE_TIMINGS } from "../store/leader-lease.js";
@@ -34,6 +35,8 @@ export interface ServeFlags {
   tlsClientCa?: string;
   /** `--cors-origin`, repeatable. */
   corsOrigin?: string[];
+  /** `--workers N` or `auto`. */
+  workers?: string;
 }
 
 export const CONFIG_DEFAULTS = {
@@ -50,8 +53,8 @@ export const CONFIG_DEFAULTS = {
  * `parseSyncSettings` reads (the same keys as a `--sync-config` file) and checks them itself.
  */
 export const CONFIG_KEYS = {
-  server: ["host", "port", "database", "shutdownGrace", "domains", "lockTimeout", "limits"],
-  log: ["level"],
+  server: ["host", "port", "database", "shutdownGrace", "domains", "lockTimeout", "limits", "workers", "leanGrpc"],
+  log: ["level", "rpcCalls", "slowRpc"],
   auth: ["tokensFile", "allowUnauthenticated", "clientCertificates"],
   tls: ["certFile", "keyFile", "clientCaFile", "requireClientCertificate"],
   cors: ["allowedOrigins"],
@@ -113,6 +116,7 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
     logLevel: logLevel ? oneOf(logLevel, LOG_LEVELS, problems) : CONFIG_DEFAULTS.logLevel,
   };
   if (domains) checkDomains(config.domains ?? [], domains.source, problems);
+  readTransportSettings(config, flags, fromEnv, fromFile, choose, problems);
   config.limits = parseLimits((file.server as Raw | undefined)?.limits, "server.limits", problems);
 
   // Sync: the file's `sync` section, or a legacy --sync-config file holding only that section.
@@ -229,6 +233,35 @@ function readReplicationSettings(
     maxStreamsPerCaller: count("watch", "maxStreamsPerCaller", 100_000),
   });
 }
+
+/** Worker processes, the per-RPC log policy and the lean gRPC path. */
+function readTransportSettings(
+  config: ServerConfig,
+  flags: ServeFlags,
+  fromEnv: (variable: string) => Sourced | undefined,
+  fromFile: (section: Section, key: string) => Sourced | undefined,
+  choose: (...candidates: (Sourced | undefined)[]) => Sourced | undefined,
+  problems: Violations,
+): void {
+  const workers = choose(flags.workers !== undefined ? { value: flags.workers, source: "--workers" } : undefined, fromEnv("CLUSTERPLANE_WORKERS"), fromFile("server", "workers"));
+  if (workers) {
+    config.workers = workers.value === "auto" ? availableParallelism() : integer(workers, 1, MAX_WORKERS, problems);
+    if (config.workers > 1 && config.databasePath === ":memory:") {
+      problems.add(workers.source, "several workers need a database file they can share; :memory: is private to one process");
+    }
+  }
+  const rpcCalls = choose(fromEnv("CLUSTERPLANE_LOG_RPC_CALLS"), fromFile("log", "rpcCalls"));
+  const slowRpc = fromFile("log", "slowRpc");
+  config.rpcLog = {
+    calls: rpcCalls ? oneOf(rpcCalls, RPC_LOG_POLICIES, problems) : DEFAULT_RPC_LOG.calls,
+    slowMs: slowRpc ? milliseconds(slowRpc, 3_600_000, problems) : DEFAULT_RPC_LOG.slowMs,
+  };
+  const lean = fromFile("server", "leanGrpc");
+  if (lean) config.leanGrpc = boolean(lean, problems) ?? true;
+}
+
+/** More workers than this is a typo (a machine with more cores runs replicas instead). */
+const MAX_WORKERS = 256;
 
 const MAX_RETENTION_MS = 365 * 24 * 3_600_000;
 

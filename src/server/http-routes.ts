@@ -100,7 +100,7 @@ async function serveMetrics(options: HttpRoutesOptions, request: Request, respon
     if (outcome.identity.role === null) return plain(request, response, 403, "text/plain; charset=utf-8", "no role\n");
   }
   try {
-    plain(request, response, 200, options.metrics.contentType, await options.metrics.text());
+    plain(request, response, 200, options.metrics.contentType, await options.metrics.exposition());
   } catch (error) {
     plain(request, response, 500, "text/plain; charset=utf-8", `cannot collect metrics: ${(error as Error).message}\n`);
   }

@@ -6,6 +6,22 @@ import { identityKey } from "./auth.js";
 
 export type { Logger };
 
+/**
+ * Which RPCs get a log line: every call; the notable ones (failed, slow, or changing state — rare
+ * next to the reads other services make thousands of times a second, and the audit trail of
+ * who changed routing); or none.
+ */
+export const RPC_LOG_POLICIES = ["all", "notable", "none"] as const;
+export type RpcLogPolicy = (typeof RPC_LOG_POLICIES)[number];
+
+export interface RpcLogSettings {
+  calls: RpcLogPolicy;
+  /** Under "notable", a successful call slower than this is logged. */
+  slowMs: number;
+}
+
+export const DEFAULT_RPC_LOG: RpcLogSettings = { calls: "notable", slowMs: 1_000 };
+
 /** The pino levels the configuration accepts. */
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 

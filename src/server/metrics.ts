@@ -28,6 +28,14 @@ export function grpcCodeName(code: Code | null): string {
   return grpcStatusName(Code[code]);
 }
 
+/** The labelled children of one method: found once, not per call (prom-client hashes labels on every lookup). */
+interface MethodMetrics {
+  duration: ReturnType<Histogram<"service" | "method">["labels"]>;
+  requests: Map<Code | null, ReturnType<Counter<"service" | "method" | "code">["labels"]>>;
+  service: string;
+  method: string;
+}
+
 /** One Prometheus registry per server: RPCs, latency, and the cluster-sync loop. */
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -66,8 +74,15 @@ export class ServerMetrics {
   /** Whether this process runs the cluster-sync loop (holds the database's sync lease); set by the server. */
   leadsSync: () => boolean = () => false;
 
+  /**
+   * What `/metrics` answers. A worker process replaces it with the sum over every worker (asked
+   * of the primary), so a scrape that lands on any of them sees the whole server.
+   */
+  exposition: () => Promise<string> = () => this.text();
+
   /** The clusters as read for the scrape in progress. */
   private scrapeClusters: Cluster[] | null = null;
+  private readonly methods = new Map<string, MethodMetrics>();
 
   constructor(stores: Stores) {
     const metrics = this;
@@ -131,6 +146,26 @@ export class ServerMetrics {
     });
   }
 
+  /**
+   * Counts one RPC and observes its duration; the one place both transports (connect-node's
+   * interceptor and the lean gRPC path) record calls.
+   */
+  observeRpc(service: string, method: string, code: Code | null, seconds: number): void {
+    const key = `${service}/${method}`;
+    let children = this.methods.get(key);
+    if (!children) {
+      children = { duration: this.rpcDuration.labels(service, method), requests: new Map(), service, method };
+      this.methods.set(key, children);
+    }
+    let counter = children.requests.get(code);
+    if (!counter) {
+      counter = this.rpcRequests.labels(service, method, grpcCodeName(code));
+      children.requests.set(code, counter);
+    }
+    counter.inc();
+    children.duration.observe(seconds);
+  }
+
   /** Counts one finished sync pass (SyncLoop.onPass). */
   recordPass(report: ClusterReport): void {
     const labels = { org: report.org, cluster: report.cluster };
@@ -150,11 +185,10 @@ export class ServerMetrics {
   }
 }
 
-/** Counts every RPC by service, method and code, and observes its duration. */
+/** Counts every RPC connect-node serves by service, method and code, and observes its duration. */
 export function metricsInterceptor(metrics: ServerMetrics): Interceptor {
   return (next) => async (request) => {
-    const labels = { service: request.service.typeName, method: request.method.name };
-    const stop = metrics.rpcDuration.startTimer(labels);
+    const started = process.hrtime.bigint();
     let code: Code | null = null;
     try {
       return await next(request);
@@ -162,8 +196,7 @@ export function metricsInterceptor(metrics: ServerMetrics): Interceptor {
       code = ConnectError.from(error).code;
       throw error;
     } finally {
-      stop();
-      metrics.rpcRequests.inc({ ...labels, code: grpcCodeName(code) });
+      metrics.observeRpc(request.service.typeName, request.method.name, code, Number(process.hrtime.bigint() - started) / 1e9);
     }
   };
 }

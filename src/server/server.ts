@@ -20,7 +20,7 @@ import { isSchemaCurrent, schemaVersion } from "../store/database.js";
 import { authInterceptor, Authenticator, checkExposure, identityKey, isLoopback, requestContext } from "./auth.js";
 import { HealthStatus, registerHealth, ServingStatus } from "./health.js";
 import { httpRoutes, type Readiness } from "./http-routes.js";
-import { loggingInterceptor, type Logger } from "./logging.js";
+import { loggingInterceptor, type Logger, type RpcLogSettings } from "./logging.js";
 import { metricsInterceptor, ServerMetrics } from "./metrics.js";
 import { connectHandler } from "./connect-handler.js";
 import { guarded } from "./edge.js";
@@ -107,6 +107,12 @@ export interface ServerConfig {
   limits?: Partial<EdgeLimits>;
   /** pino level for the server's logger (used by `clusterplane serve`). */
   logLevel?: string;
+  /** Which RPCs get a log line (log.rpcCalls, log.slowRpc). */
+  rpcLog?: RpcLogSettings;
+  /** Server processes sharing the port (server.workers); `clusterplane serve` forks them. */
+  workers?: number;
+  /** Unary gRPC over HTTP/2 on the lean path (server.leanGrpc, default true); false sends every call through connect-node. */
+  leanGrpc?: boolean;
 }
 
 export interface RunningServer {
