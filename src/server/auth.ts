@@ -2,11 +2,9 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import { isIP } from "node:net";
 import { TLSSocket } from "node:tls";
-import type { DescMethod } from "@bufbuild/protobuf";
-import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createContextKey, createContextValues, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { Code, createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
 import { DomainError } from "../core/errors.js";
-import { mayCall, procedureKind, rolesAllowed, type ProcedureKind, type Role } from "../core/roles.js";
+import { mayCall, rolesAllowed, type ProcedureKind, type Role } from "../core/roles.js";
 import type { TokenFile } from "./tokens.js";
 
 /** Who is calling, as the logs show it. Never carries the credential itself. */
@@ -91,37 +89,6 @@ export class Authenticator {
   }
 }
 
-/**
- * Authenticates and authorizes every RPC: UNAUTHENTICATED without valid credentials,
- * PERMISSION_DENIED when the caller's role lacks the right. grpc.health.v1 stays open.
- */
-export function authInterceptor(auth: Authenticator): Interceptor {
-  const kinds = new WeakMap<DescMethod, ProcedureKind>();
-  const kindOf = (method: DescMethod) => {
-    let kind = kinds.get(method);
-    if (kind === undefined) {
-      kind = procedureKind({
-        service: method.parent.typeName,
-        method: method.name,
-        sideEffectFree: method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
-      });
-      kinds.set(method, kind);
-    }
-    return kind;
-  };
-  return (next) => async (request) => {
-    if (!auth.enabled) return next(request);
-    const kind = kindOf(request.method);
-    if (kind === "open") return next(request);
-    const outcome = auth.authenticate(request.header.get("authorization"), request.contextValues.get(peerKey));
-    if ("code" in outcome) throw new ConnectError(outcome.message, outcome.code);
-    request.contextValues.set(identityKey, outcome.identity);
-    const denied = auth.authorize(outcome.identity, kind, `${request.service.typeName}/${request.method.name}`);
-    if (denied) throw new ConnectError(denied, Code.PermissionDenied);
-    return next(request);
-  };
-}
-
 type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
 
 /** Context values for connect-node: the TLS client certificate of the connection, if any. */
@@ -136,10 +103,19 @@ const peers = new WeakMap<object, PeerCertificate | undefined>();
 
 /** The client certificate of the connection `request` came on; undefined over cleartext. */
 export function peerOf(request: NodeRequest): PeerCertificate | undefined {
-  const socket = "stream" in request ? request.stream.session?.socket : request.socket;
-  if (!socket || !(socket instanceof TLSSocket)) return undefined;
-  // One TLS connection carries many requests; its certificate does not change.
-  const key = "stream" in request ? (request.stream.session ?? socket) : socket;
+  if ("stream" in request) return peerOfStream(request.stream);
+  return peerOfSocket(request.socket, request.socket);
+}
+
+/** The client certificate of the HTTP/2 connection `stream` belongs to; undefined over cleartext. */
+export function peerOfStream(stream: http2.ServerHttp2Stream): PeerCertificate | undefined {
+  const session = stream.session;
+  return session ? peerOfSocket(session.socket, session) : undefined;
+}
+
+/** One TLS connection carries many requests; its certificate does not change, so it is read once per `key`. */
+function peerOfSocket(socket: unknown, key: object): PeerCertificate | undefined {
+  if (!(socket instanceof TLSSocket)) return undefined;
   if (peers.has(key)) return peers.get(key);
   const certificate = socket.getPeerCertificate();
   const presented = certificate !== null && typeof certificate === "object" && Object.keys(certificate).length > 0;

@@ -1,11 +1,11 @@
-import http2 from "node:http2";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { UniversalHandlerFn } from "@connectrpc/connect/protocol";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { ACCEPTED_COMPRESSION, withRevisedStatus } from "./bad-input.js";
 import { answerError, clampDeadline, failed, malformedAuthority, requestAuthority, type NodeHandler, type NodeRequest, type NodeResponse } from "./edge.js";
-import { formatBytes, type EdgeLimits } from "./limits.js";
+import type { EdgeLimits } from "./limits.js";
+import { busy, InFlightBytes, resetAfterFlush, tooLarge } from "./uploads.js";
 import type { Logger } from "./logging.js";
 
 export interface ConnectHandlerOptions {
@@ -15,7 +15,12 @@ export interface ConnectHandlerOptions {
   contextValues(request: NodeRequest): ContextValues;
   limits: Pick<EdgeLimits, "maxRequestBytes" | "maxDeadlineMs">;
   logger: Logger;
+  /** Request bodies being received at once, shared with the lean gRPC path. */
+  inFlight: InFlightBytes;
 }
+
+/** The Node handler, and the request paths it serves. */
+export type ConnectHandler = NodeHandler & { paths: ReadonlySet<string> };
 
 /**
  * gRPC, gRPC-Web and Connect for the registered services: connect-node's adapter
@@ -30,9 +35,8 @@ export interface ConnectHandlerOptions {
  *   (bad-input.ts); unknown JSON fields are refused, naming the field.
  * - A failure after the answer began is logged, never thrown.
  */
-export function connectHandler(options: ConnectHandlerOptions): NodeHandler {
-  const { limits, logger } = options;
-  const inFlight = new InFlightBytes(IN_FLIGHT_REQUESTS_OF_MAX_SIZE * limits.maxRequestBytes);
+export function connectHandler(options: ConnectHandlerOptions): ConnectHandler {
+  const { limits, logger, inFlight } = options;
   const router = createConnectRouter({
     interceptors: options.interceptors,
     readMaxBytes: limits.maxRequestBytes,
@@ -41,7 +45,7 @@ export function connectHandler(options: ConnectHandlerOptions): NodeHandler {
   });
   options.routes(router);
   const handlers = new Map<string, UniversalHandlerFn>(router.handlers.map((handler) => [handler.requestPath, withRevisedStatus(handler)]));
-  return (request, response) => {
+  const handle: NodeHandler = (request, response) => {
     const handler = handlers.get((request.url ?? "").split("?", 2)[0]!);
     if (!handler) {
       response.writeHead(404);
@@ -64,6 +68,7 @@ export function connectHandler(options: ConnectHandlerOptions): NodeHandler {
         failed(request, response, reason, logger);
       });
   };
+  return Object.assign(handle, { paths: new Set(handlers.keys()) });
 }
 
 /** Why connect-node must not see `request`, or undefined. */
@@ -111,38 +116,6 @@ async function* limitedBody(request: NodeRequest, response: NodeResponse, maxByt
 }
 
 /**
- * Request bodies being received at once, by all callers together, are bounded too: each is
- * below maxRequestSize, but many connections with many streams each could otherwise hold
- * gigabytes before a single one of them has been authenticated.
- */
-const IN_FLIGHT_REQUESTS_OF_MAX_SIZE = 64;
-
-class InFlightBytes {
-  private held = 0;
-
-  constructor(private readonly budget: number) {}
-
-  take(bytes: number): boolean {
-    if (this.held + bytes > this.budget) return false;
-    this.held += bytes;
-    return true;
-  }
-
-  /** Returns what a finished (or refused) request had taken. */
-  give(bytes: number): void {
-    this.held -= bytes;
-  }
-}
-
-function busy(): ConnectError {
-  return new ConnectError("the server is receiving too many large requests at once; retry shortly", Code.ResourceExhausted);
-}
-
-function tooLarge(maxBytes: number): ConnectError {
-  return new ConnectError(`the request is larger than ${formatBytes(maxBytes)} (server.limits.maxRequestSize)`, Code.ResourceExhausted);
-}
-
-/**
  * The answer came before the whole request did (too large, or refused): the rest is not wanted.
  * HTTP/1.1 closes the connection after the answer, or Node would read the rest to reuse it.
  * HTTP/2 resets the stream with NO_ERROR once the answer is out (RFC 9113 §8.1), or the stream
@@ -159,17 +132,3 @@ function stopUpload(request: NodeRequest, response: NodeResponse): void {
   else stream.once("wantTrailers", () => resetAfterFlush(stream));
 }
 
-/**
- * A reset discards frames of the stream still queued, trailers included. Whatever was queued
- * before a ping has gone out by the time its answer is back; a client that does not answer
- * pings gets the reset a second later anyway.
- */
-function resetAfterFlush(stream: http2.ServerHttp2Stream): void {
-  const reset = () => {
-    clearTimeout(fallback);
-    if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
-  };
-  const fallback = setTimeout(reset, 1_000);
-  fallback.unref();
-  stream.session?.ping(reset);
-}

@@ -99,6 +99,13 @@ export function answerError(request: NodeRequest, response: NodeResponse, error:
 /** grpc-timeout units in milliseconds (gRPC over HTTP/2, "Timeout"). */
 const GRPC_TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000_001 };
 
+/** A grpc-timeout header in milliseconds; undefined when absent, NaN when malformed. */
+export function grpcTimeoutMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  return match ? Number(match[1]) * GRPC_TIMEOUT_UNITS[match[2]!]! : NaN;
+}
+
 /**
  * Shortens a deadline the caller asked for to `maxMs`. connect-node turns it into a timer, and
  * Node fires timers longer than about 24.8 days at once: `grpc-timeout: 99999999S` would
@@ -106,10 +113,15 @@ const GRPC_TIMEOUT_UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S:
  */
 export function clampDeadline(headers: http.IncomingHttpHeaders, maxMs: number): void {
   const grpc = headers["grpc-timeout"];
-  const match = typeof grpc === "string" ? /^(\d{1,8})([HMSmun])$/.exec(grpc) : null;
-  if (match && Number(match[1]) * GRPC_TIMEOUT_UNITS[match[2]!]! > maxMs) headers["grpc-timeout"] = `${maxMs}m`;
+  if (typeof grpc === "string" && grpcTimeoutMs(grpc)! > maxMs) headers["grpc-timeout"] = `${maxMs}m`;
   const connect = headers["connect-timeout-ms"];
   if (typeof connect === "string" && /^\d{1,10}$/.test(connect) && Number(connect) > maxMs) {
     headers["connect-timeout-ms"] = String(maxMs);
   }
+}
+
+/** The host name of an authority, without the port or IPv6 brackets. */
+export function hostOfAuthority(authority: string): string {
+  const bracketed = /^\[([^\]]+)\]/.exec(authority);
+  return bracketed ? bracketed[1]! : authority.replace(/:\d+$/, "");
 }

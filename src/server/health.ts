@@ -1,4 +1,4 @@
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 
 export { ServingStatus };
@@ -48,7 +48,12 @@ export class HealthStatus {
 }
 
 export function registerHealth(router: ConnectRouter, health: HealthStatus): void {
-  router.service(Health, {
+  router.service(Health, healthService(health));
+}
+
+/** grpc.health.v1.Health over `health`. */
+export function healthService(health: HealthStatus): ServiceImpl<typeof Health> {
+  return {
     check({ service }) {
       const status = health.get(service);
       if (status === undefined) throw new ConnectError(`unknown service ${service}`, Code.NotFound);
@@ -77,7 +82,7 @@ export function registerHealth(router: ConnectRouter, health: HealthStatus): voi
       const statuses = Object.fromEntries([...health.all()].map(([service, status]) => [service, { status }]));
       return { statuses };
     },
-  });
+  };
 }
 
 /** Resolves when `service` changes, the server shuts down or the client goes away. */

@@ -3,7 +3,7 @@ import type http2 from "node:http2";
 import { cors as connectCors } from "@connectrpc/connect";
 import type { Authenticator } from "./auth.js";
 import { isLoopback, peerOf } from "./auth.js";
-import { requestAuthority } from "./edge.js";
+import { hostOfAuthority, requestAuthority } from "./edge.js";
 import type { ServerMetrics } from "./metrics.js";
 
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
@@ -128,7 +128,5 @@ export function normalizeOrigin(origin: string): string {
  * use (HTTP/2's :authority before any Host header), so what is checked is what is served.
  */
 function hostName(request: Request): string {
-  const host = requestAuthority(request) ?? "";
-  const bracketed = /^\[([^\]]+)\]/.exec(host);
-  return bracketed ? bracketed[1]! : host.replace(/:\d+$/, "");
+  return hostOfAuthority(requestAuthority(request) ?? "");
 }

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { grpcStatusName } from "../core/values.js";
 import type { Cluster } from "../core/cluster.js";
@@ -185,18 +185,3 @@ export class ServerMetrics {
   }
 }
 
-/** Counts every RPC connect-node serves by service, method and code, and observes its duration. */
-export function metricsInterceptor(metrics: ServerMetrics): Interceptor {
-  return (next) => async (request) => {
-    const started = process.hrtime.bigint();
-    let code: Code | null = null;
-    try {
-      return await next(request);
-    } catch (error) {
-      code = ConnectError.from(error).code;
-      throw error;
-    } finally {
-      metrics.observeRpc(request.service.typeName, request.method.name, code, Number(process.hrtime.bigint() - started) / 1e9);
-    }
-  };
-}

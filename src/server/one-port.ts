@@ -24,6 +24,12 @@ export interface TlsMaterial {
   clientCa?: string;
 }
 
+/** Takes some HTTP/2 streams before Node's compatibility layer turns them into request objects. */
+export interface StreamDispatch {
+  takes(headers: http2.IncomingHttpHeaders): boolean;
+  serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
+}
+
 /** Every HTTP/2 connection opens with these 24 bytes (RFC 9113 §3.4). */
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
@@ -57,6 +63,7 @@ export class OnePortServer {
     handler: Handler,
     private readonly limits: TransportLimits,
     tls?: TlsMaterial,
+    streams?: StreamDispatch,
   ) {
     const settings = { maxConcurrentStreams: limits.maxConcurrentStreams };
     if (tls) {
@@ -104,6 +111,7 @@ export class OnePortServer {
       this.tcp = net.createServer((socket) => this.accept(socket));
     }
     this.tcp.maxConnections = limits.maxConnections;
+    if (streams) dispatchStreams(this.h2, streams);
     this.h2.on("session", (session: http2.ServerHttp2Session) => this.trackSession(session));
   }
 
@@ -262,6 +270,34 @@ export class OnePortServer {
   private destroyAll(): void {
     for (const session of this.sessions) session.destroy();
     for (const socket of this.sockets) socket.destroy();
+  }
+}
+
+/**
+ * Lets `streams` take HTTP/2 streams first. Node's compatibility layer is the server's one
+ * 'stream' listener (added with the 'request' handler); it is moved behind the dispatch, so a
+ * stream `streams` takes never gets request and response objects made for it.
+ */
+function dispatchStreams(server: http2.Http2Server | http2.Http2SecureServer, streams: StreamDispatch): void {
+  const compat = server.listeners("stream") as ((...args: unknown[]) => void)[];
+  if (compat.length !== 1) throw new Error(`expected node:http2's compatibility layer as the one 'stream' listener, found ${compat.length}`);
+  server.removeAllListeners("stream");
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+    if (!takes(streams, headers)) return compat[0]!.call(server, stream, headers, ...rest);
+    try {
+      streams.serve(stream, headers);
+    } catch (error) {
+      // Nothing of the stream is trustworthy any more; the caller sees a reset, the server lives.
+      stream.destroy(error as Error);
+    }
+  });
+}
+
+function takes(streams: StreamDispatch, headers: http2.IncomingHttpHeaders): boolean {
+  try {
+    return streams.takes(headers);
+  } catch {
+    return false;
   }
 }
 

@@ -5,10 +5,9 @@ import { file_clusterplane_v1_cluster } from "../../gen/clusterplane/v1/cluster_
 import { file_clusterplane_v1_queue } from "../../gen/clusterplane/v1/queue_pb.js";
 import { file_clusterplane_v1_project } from "../../gen/clusterplane/v1/project_pb.js";
 import { file_clusterplane_v1_execution_cluster_label } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
-import { file_health_v1_health } from "../../gen/health/v1/health_pb.js";
+import { file_health_v1_health, Health } from "../../gen/health/v1/health_pb.js";
 import { file_clusterplane_v1_watch, WatchService } from "../../gen/clusterplane/v1/watch_pb.js";
-import { domainErrors } from "../services/errors.js";
-import { registerServices } from "../services/index.js";
+import { serviceImplementations } from "../services/index.js";
 import { RoutingIndex } from "../routing/routing-index.js";
 import { openStores, type Stores } from "../store/stores.js";
 import type { SyncLoop } from "../sync/sync-loop.js";
@@ -17,11 +16,14 @@ import { DEFAULT_WATCH_OPTIONS, WatchHub, type WatchOptions } from "../services/
 import type { SyncSettings } from "../sync/sync-settings.js";
 import type { Role } from "../core/roles.js";
 import { isSchemaCurrent, schemaVersion } from "../store/database.js";
-import { authInterceptor, Authenticator, checkExposure, identityKey, isLoopback, requestContext } from "./auth.js";
-import { HealthStatus, registerHealth, ServingStatus } from "./health.js";
+import { Authenticator, checkExposure, identityKey, isLoopback, requestContext } from "./auth.js";
+import { HealthStatus, healthService, ServingStatus } from "./health.js";
 import { httpRoutes, type Readiness } from "./http-routes.js";
-import { loggingInterceptor, type Logger, type RpcLogSettings } from "./logging.js";
-import { metricsInterceptor, ServerMetrics } from "./metrics.js";
+import { DEFAULT_RPC_LOG, type Logger, type RpcLogSettings } from "./logging.js";
+import { ServerMetrics } from "./metrics.js";
+import { LeanGrpc } from "./lean-grpc.js";
+import { RpcCalls, rpcInterceptor } from "./rpc-calls.js";
+import { InFlightBytes, IN_FLIGHT_REQUESTS_OF_MAX_SIZE } from "./uploads.js";
 import { connectHandler } from "./connect-handler.js";
 import { guarded } from "./edge.js";
 import { DEFAULT_LIMITS, type EdgeLimits } from "./limits.js";
@@ -178,27 +180,28 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     ...config.watch,
     callerOf: (context) => context.values.get(identityKey)?.name ?? "anonymous",
   });
-  const routes = (router: ConnectRouter) => {
-    registerServices(router, stores, routing, {
+  // One implementation of each service, served by connect-node and by the lean gRPC path.
+  const services = [
+    ...serviceImplementations(stores, routing, {
       namespaces: config.sync?.provisioning,
       credentialDirectories: config.sync?.credentialDirectories,
-    });
+    }),
+    { service: Health, impl: healthService(health) },
+  ];
+  const routes = (router: ConnectRouter) => {
+    for (const { service, impl } of services) router.service(service, impl);
     router.service(WatchService, watch.service());
     registerReflection(router, REFLECTED_FILES);
-    registerHealth(router, health);
   };
   const metrics = new ServerMetrics(stores);
   const unsubscribeMetrics = leadership?.onPass((report) => metrics.recordPass(report));
 
   const limits = { ...DEFAULT_LIMITS, ...config.limits };
-  const connect = connectHandler({
-    routes,
-    // Outermost first: metrics and logs see every call, including those auth refuses.
-    interceptors: [metricsInterceptor(metrics), loggingInterceptor(logger), authInterceptor(auth), domainErrors],
-    contextValues: requestContext,
-    limits,
-    logger,
-  });
+  const calls = new RpcCalls(auth, metrics, logger, config.rpcLog ?? DEFAULT_RPC_LOG);
+  const inFlight = new InFlightBytes(IN_FLIGHT_REQUESTS_OF_MAX_SIZE * limits.maxRequestBytes);
+  const connect = connectHandler({ routes, interceptors: [rpcInterceptor(calls)], contextValues: requestContext, limits, logger, inFlight });
+  const loopbackHostsOnly = !auth.enabled && !config.auth?.allowUnauthenticated;
+  const lean = config.leanGrpc === false ? undefined : new LeanGrpc({ services, connectPaths: connect.paths, calls, limits, inFlight, loopbackHostsOnly, logger });
   const handler = httpRoutes({
     connect,
     allowedOrigins: config.cors?.allowedOrigins ?? [],
@@ -206,9 +209,9 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     metricsPublic: config.metrics?.public ?? true,
     auth,
     readiness: () => readiness(stores, health, leadership),
-    loopbackHostsOnly: !auth.enabled && !config.auth?.allowUnauthenticated,
+    loopbackHostsOnly,
   });
-  const transport = new OnePortServer(guarded(handler, logger), limits, tls);
+  const transport = new OnePortServer(guarded(handler, logger), limits, tls, lean);
   let address;
   try {
     address = await transport.listen(config.port, config.host);

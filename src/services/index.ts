@@ -1,4 +1,5 @@
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
 import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
@@ -30,13 +31,30 @@ export interface ServiceOptions {
   credentialDirectories?: readonly string[];
 }
 
-/** Registers every clusterplane.v1 service on `router`. */
-export function registerServices(router: ConnectRouter, stores: Stores, routing: RoutingIndex, options: ServiceOptions = {}): void {
+/** A service and its implementation, for any transport to serve. */
+export interface ServiceImplementation<S extends DescService = DescService> {
+  service: S;
+  impl: ServiceImpl<S>;
+}
+
+function implementation<S extends DescService>(service: S, impl: ServiceImpl<S>): ServiceImplementation {
+  return { service, impl } as unknown as ServiceImplementation;
+}
+
+/** Every clusterplane.v1 service, implemented over `stores` and `routing`. */
+export function serviceImplementations(stores: Stores, routing: RoutingIndex, options: ServiceOptions = {}): ServiceImplementation[] {
   const namespaces = options.namespaces ?? DEFAULT_PROVISIONING;
   const credentialDirectories = options.credentialDirectories ?? DEFAULT_CREDENTIAL_DIRECTORIES;
-  router.service(ClusterPoolService, clusterPoolService(stores.pools));
-  router.service(ClusterService, clusterService(stores.clusters, credentialDirectories));
-  router.service(QueueService, queueService(stores.queues));
-  router.service(ExecutionClusterLabelService, executionClusterLabelService(stores, routing));
-  router.service(ProjectService, projectService(stores.projects, stores.domains, namespaces));
+  return [
+    implementation(ClusterPoolService, clusterPoolService(stores.pools)),
+    implementation(ClusterService, clusterService(stores.clusters, credentialDirectories)),
+    implementation(QueueService, queueService(stores.queues)),
+    implementation(ExecutionClusterLabelService, executionClusterLabelService(stores, routing)),
+    implementation(ProjectService, projectService(stores.projects, stores.domains, namespaces)),
+  ];
+}
+
+/** Registers every clusterplane.v1 service on `router`. */
+export function registerServices(router: ConnectRouter, stores: Stores, routing: RoutingIndex, options: ServiceOptions = {}): void {
+  for (const { service, impl } of serviceImplementations(stores, routing, options)) router.service(service, impl);
 }
