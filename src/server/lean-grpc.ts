@@ -152,7 +152,8 @@ class UnaryExchange {
       }
     });
     this.stream.once("end", () => {
-      if (!this.answered) done();
+      // A connection that drops ends its streams' readable sides too: cancelled, not complete.
+      if (!this.answered && !this.stream.aborted && !this.stream.destroyed) done();
     });
   }
 

@@ -217,6 +217,33 @@ metrics: { public: 3 }
   });
 });
 
+describe("workers, the per-RPC log policy and the lean gRPC path", () => {
+  it("defaults to one process, notable calls logged (failures, slow calls, writes) and the lean path on", () => {
+    const config = resolveServerConfig({}, {});
+    expect(config.workers).toBeUndefined();
+    expect(config.rpcLog).toEqual({ calls: "notable", slowMs: 1000 });
+    expect(config.leanGrpc).toBeUndefined();
+  });
+
+  it("reads them from flags, the environment and the file", () => {
+    const file = yamlFile("server:\n  workers: 3\n  leanGrpc: false\nlog:\n  rpcCalls: all\n  slowRpc: 250ms\n");
+    expect(resolveServerConfig({ config: file }, {})).toMatchObject({ workers: 3, leanGrpc: false, rpcLog: { calls: "all", slowMs: 250 } });
+    expect(resolveServerConfig({ config: file, workers: "2" }, { CLUSTERPLANE_LOG_RPC_CALLS: "none" })).toMatchObject({ workers: 2, rpcLog: { calls: "none" } });
+    expect(resolveServerConfig({ workers: "auto" }, {}).workers).toBeGreaterThanOrEqual(1);
+  });
+
+  it("refuses a worker count that is not one, and several workers on a private in-memory database", () => {
+    expect(message(() => resolveServerConfig({ workers: "0" }, {}))).toContain("--workers: \"0\" must be a whole number between 1 and 256");
+    expect(message(() => resolveServerConfig({ workers: "many" }, {}))).toContain("--workers");
+    expect(message(() => resolveServerConfig({ workers: "2", db: ":memory:" }, {}))).toContain(
+      "--workers: several workers need a database file they can share; :memory: is private to one process",
+    );
+    expect(message(() => resolveServerConfig({}, { CLUSTERPLANE_LOG_RPC_CALLS: "some" }))).toContain(
+      'CLUSTERPLANE_LOG_RPC_CALLS: "some" must be one of all, notable, none',
+    );
+  });
+});
+
 describe("the open-bind rule", () => {
   it("knows loopback addresses", () => {
     for (const host of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"]) expect(isLoopback(host)).toBe(true);
