@@ -195,10 +195,11 @@ class UnaryExchange {
     this.context?.copyResponseHeader(head);
     const trailers: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
     this.context?.copyResponseTrailer(trailers);
-    if (this.stream.closed) return;
-    this.stream.respond(head, { waitForTrailers: true });
-    this.stream.once("wantTrailers", () => this.stream.sendTrailers(trailers));
-    this.stream.end(frame);
+    this.send(() => {
+      this.stream.respond(head, { waitForTrailers: true });
+      this.stream.once("wantTrailers", () => this.send(() => this.stream.sendTrailers(trailers)));
+      this.stream.end(frame);
+    });
   }
 
   /** A trailers-only answer: the status in the one HEADERS frame, which ends the stream. */
@@ -208,12 +209,24 @@ class UnaryExchange {
     const status = revised ? new ConnectError(revised.message, revised.code, error.metadata) : error;
     if (this.call) status.metadata.set("x-request-id", this.call.requestId);
     this.finish(status);
-    if (this.stream.closed || this.stream.headersSent) return;
+    if (this.stream.headersSent) return;
     const head: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": RESPONSE_CONTENT_TYPE };
     setTrailerStatus(new Headers(), status).forEach((value, key) => (head[key] = value));
-    this.stream.respond(head, { endStream: true });
-    // The answer may come before the whole request (refused, too large): the rest is not wanted.
-    if (!this.stream.readableEnded) resetAfterFlush(this.stream);
+    this.send(() => {
+      this.stream.respond(head, { endStream: true });
+      // The answer may come before the whole request (refused, too large): the rest is not wanted.
+      if (!this.stream.readableEnded) resetAfterFlush(this.stream);
+    });
+  }
+
+  /** Writes to the stream unless it has gone; a write that throws (it went meanwhile) resets it. */
+  private send(write: () => void): void {
+    if (this.stream.closed || this.stream.destroyed) return;
+    try {
+      write();
+    } catch {
+      this.stream.destroy();
+    }
   }
 
   /** The caller reset the stream (or the connection went) before the answer: nothing to send. */
