@@ -1,31 +1,33 @@
 import { DomainError } from "../core/errors.js";
 import { resolveServerConfig, type ServeFlags } from "../server/config.js";
-import { createLogger } from "../server/logging.js";
+import { createLogger, type Logger } from "../server/logging.js";
 import { startServer, type ServerConfig } from "../server/server.js";
+import { isWorker, serveWithWorkers } from "../server/workers.js";
 
 /** `clusterplane serve`: runs the server until SIGTERM or SIGINT, then shuts down gracefully. */
 export async function serve(flags: ServeFlags): Promise<void> {
   const config = configOrRefuse(flags);
   if (!config) return;
   const logger = createLogger(config.logLevel);
+  // A worker serves as its primary decided, even should its own reading of the settings differ.
+  if ((config.workers ?? 1) > 1 || isWorker) {
+    return serveWithWorkers(config, logger, {
+      explainStartFailure: (error) => explainStartFailure(error, config),
+      announce: (url, fields) => announce(logger, config, url, fields),
+    });
+  }
   let server;
   try {
     server = await startServer(config, logger);
   } catch (error) {
-    const listenProblem = explainListenFailure(error, config);
-    if (listenProblem) {
-      process.stderr.write(`clusterplane: ${listenProblem}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    // The open-bind rule and unusable tokens or TLS files are configuration errors too.
-    return refuse(error);
+    const problem = explainStartFailure(error, config);
+    if (problem === undefined) throw error;
+    process.stderr.write(`clusterplane: ${problem}\n`);
+    process.exitCode = 2;
+    return;
   }
   if (!config.sync?.enabled) logger.info({}, "cluster sync is off in this process");
-  logger.info(
-    { url: server.url, database: config.databasePath, auth: describeAuth(config), cors: config.cors?.allowedOrigins ?? [] },
-    `clusterplane listening on ${server.url} (gRPC, gRPC-Web and Connect)`,
-  );
+  announce(logger, config, server.url, {});
   const stop = (signal: string) => {
     logger.info({ signal }, "shutting down: finishing in-flight calls");
     server.close().then(
@@ -38,6 +40,25 @@ export async function serve(flags: ServeFlags): Promise<void> {
   };
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
+}
+
+/** The start-up line: where the server listens and how callers reach it. */
+function announce(logger: Logger, config: ServerConfig, url: string, fields: Record<string, unknown>): void {
+  logger.info(
+    { url, database: config.databasePath, auth: describeAuth(config), cors: config.cors?.allowedOrigins ?? [], ...fields },
+    `clusterplane listening on ${url} (gRPC, gRPC-Web and Connect)`,
+  );
+}
+
+/**
+ * Why the server could not start, for the operator (exit 2): the port cannot be opened, or a
+ * setting cannot be served (the open-bind rule, unusable tokens or TLS files). Undefined for
+ * anything else, which is a bug.
+ */
+function explainStartFailure(error: unknown, config: ServerConfig): string | undefined {
+  const listenProblem = explainListenFailure(error, config);
+  if (listenProblem) return listenProblem;
+  return error instanceof DomainError ? `bad configuration: ${error.message}` : undefined;
 }
 
 /**
