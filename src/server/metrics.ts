@@ -88,7 +88,7 @@ export class ServerMetrics {
     const metrics = this;
     new Gauge({
       name: "clusterplane_sync_leader",
-      help: "1 while this process holds the sync lease and runs the cluster-sync loop, else 0.",
+      help: "1 while this process holds the sync lease and runs the cluster-sync loop, else 0 (summed over workers: the number of leaders, 1 or 0).",
       registers: [this.registry],
       collect() {
         this.set(metrics.leadsSync() ? 1 : 0);
@@ -182,6 +182,12 @@ export class ServerMetrics {
   async text(): Promise<string> {
     this.scrapeClusters = null;
     return (await this.registry.metrics()) + (await processMetrics().metrics());
+  }
+
+  /** The same as prom-client's JSON, for a primary process to sum over workers (AggregatorRegistry). */
+  async json(): Promise<object[][]> {
+    this.scrapeClusters = null;
+    return [await this.registry.getMetricsAsJSON(), await processMetrics().getMetricsAsJSON()];
   }
 }
 

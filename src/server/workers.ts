@@ -1,5 +1,5 @@
 import cluster, { type Worker } from "node:cluster";
-import { AggregatorRegistry, collectDefaultMetrics, Registry, type Aggregator } from "prom-client";
+import { AggregatorRegistry, type Aggregator } from "prom-client";
 import { openStores } from "../store/stores.js";
 import type { Logger } from "./logging.js";
 import type { ServerMetrics } from "./metrics.js";
@@ -300,10 +300,6 @@ async function runWorker(config: ServerConfig, parentLogger: Logger, hooks: Work
  * and answers the primary's requests for its own.
  */
 function shareMetrics(metrics: ServerMetrics): void {
-  // Node's process metrics, per worker (summed by the primary); ServerMetrics' own process registry
-  // is only read by its text(), which a worker no longer calls.
-  const processRegistry = new Registry();
-  collectDefaultMetrics({ register: processRegistry });
   for (const metric of metrics.registry.getMetricsAsArray()) {
     const aggregator = AGGREGATION[metric.name];
     if (aggregator) metric.aggregator = aggregator;
@@ -312,7 +308,7 @@ function shareMetrics(metrics: ServerMetrics): void {
   let nextId = 0;
   process.on("message", (message: FromPrimary) => {
     if (message.type === "clusterplane:collect") {
-      snapshot(metrics, processRegistry).then(
+      metrics.json().then(
         (json) => tell({ type: "clusterplane:metrics", id: message.id, metrics: json }),
         (error: Error) => tell({ type: "clusterplane:metrics", id: message.id, error: error.message }),
       );
@@ -347,11 +343,3 @@ function tell(message: FromWorker, sent: (error: Error | null) => void = () => u
   else sent(new Error("not connected to the primary process"));
 }
 
-/** This worker's metrics as prom-client's aggregation reads them. */
-async function snapshot(metrics: ServerMetrics, processRegistry: Registry): Promise<object[][]> {
-  // ServerMetrics reads the clusters once per scrape and starts afresh only in text(); without
-  // this, the per-cluster gauges would repeat a worker's first scrape forever.
-  // TODO: reach no private field once ServerMetrics has a public way to start a scrape.
-  (metrics as unknown as { scrapeClusters: unknown }).scrapeClusters = null;
-  return [await metrics.registry.getMetricsAsJSON(), await processRegistry.getMetricsAsJSON()];
-}
