@@ -11,7 +11,7 @@ import {
 } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { ProjectSchema, type Project } from "../../gen/clusterplane/v1/project_pb.js";
 import { QueueSchema, type Queue } from "../../gen/clusterplane/v1/queue_pb.js";
-import { suggestion } from "./did-you-mean.js";
+import { suggestion } from "../core/did-you-mean.js";
 import { CliError } from "./exit.js";
 
 /**

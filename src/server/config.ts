@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { parse as parseYaml } from "yaml";
+import { unknownName } from "../core/did-you-mean.js";
 import { parseDuration } from "../core/duration.js";
 import { namespaceProblem } from "../core/desired-state.js";
 import { DomainError, Violations } from "../core/errors.js";
@@ -291,7 +292,7 @@ function readConfigFile(path: string, source: string, problems: Violations): Par
   const sections: Partial<Record<Section, Raw>> = {};
   for (const [name, value] of Object.entries(raw)) {
     if (!Object.hasOwn(CONFIG_KEYS, name)) {
-      problems.add(name, unknown("section", name, Object.keys(CONFIG_KEYS)));
+      problems.add(name, unknownName("section", name, Object.keys(CONFIG_KEYS)));
       continue;
     }
     const section = name as Section;
@@ -302,34 +303,12 @@ function readConfigFile(path: string, source: string, problems: Violations): Par
     }
     for (const key of Object.keys(value)) {
       if (section !== "sync" && !(CONFIG_KEYS[section] as readonly string[]).includes(key)) {
-        problems.add(`${section}.${key}`, unknown("key", key, CONFIG_KEYS[section]));
+        problems.add(`${section}.${key}`, unknownName("key", key, CONFIG_KEYS[section]));
       }
     }
     sections[section] = value;
   }
   return sections;
-}
-
-/** "unknown key; did you mean port?" when a known name is a typo away. */
-function unknown(what: string, name: string, known: readonly string[]): string {
-  const close = known
-    .map((candidate) => ({ candidate, distance: editDistance(name.toLowerCase(), candidate.toLowerCase()) }))
-    .filter(({ distance }) => distance <= Math.max(2, Math.floor(name.length / 3)))
-    .sort((a, b) => a.distance - b.distance)[0];
-  return close ? `unknown ${what}; did you mean ${close.candidate}?` : `unknown ${what}; expected one of ${known.join(", ")}`;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }
 
 function text(setting: Sourced, problems: Violations): string {

@@ -1,3 +1,4 @@
+import { unknownName } from "../core/did-you-mean.js";
 import { parseDuration } from "../core/duration.js";
 import { Violations } from "../core/errors.js";
 import { isMapping } from "../core/values.js";
@@ -71,7 +72,7 @@ export function parseLimits(raw: unknown, source: string, problems: Violations):
   for (const [key, value] of Object.entries(raw)) {
     const spec = (KEYS as Record<string, { field: keyof EdgeLimits; read: Reader }>)[key];
     if (!spec) {
-      problems.add(`${source}.${key}`, `unknown key; known keys are ${LIMIT_KEYS.join(", ")}`);
+      problems.add(`${source}.${key}`, unknownName("key", key, LIMIT_KEYS));
       continue;
     }
     const parsed = spec.read(value);

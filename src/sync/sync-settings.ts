@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import { DEFAULT_CREDENTIAL_DIRECTORIES } from "../core/cluster.js";
 import { DEFAULT_PROVISIONING, type ProvisioningSpec } from "../core/desired-state.js";
+import { unknownName } from "../core/did-you-mean.js";
 import { parseDuration } from "../core/duration.js";
 import { Violations } from "../core/errors.js";
 import { isMapping } from "../core/values.js";
@@ -83,7 +84,7 @@ export function parseSyncSettings(raw: unknown, source: string, env: NodeJS.Proc
   const at = (key: string) => `${source}.${key}`;
 
   for (const key of Object.keys(input)) {
-    if (!KNOWN_KEYS.includes(key)) problems.add(at(key), `unknown key; known keys are ${KNOWN_KEYS.join(", ")}`);
+    if (!KNOWN_KEYS.includes(key)) problems.add(at(key), unknownName("key", key, KNOWN_KEYS));
   }
   // flyteadmin calls the interval refreshInterval; accept its name so imported settings work as they are.
   if (input.interval === undefined && input.refreshInterval !== undefined) input.interval = input.refreshInterval;

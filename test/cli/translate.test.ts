@@ -4,7 +4,7 @@ import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js
 import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
 import { QueueService } from "../../gen/clusterplane/v1/queue_pb.js";
-import { closestName } from "../../src/cli/did-you-mean.js";
+import { closestName } from "../../src/core/did-you-mean.js";
 import { LightHeaders } from "../../src/cli/light-headers.js";
 import { describeViolation, FIELD_TERMS, fieldName, RPC_COMMANDS, translateText } from "../../src/cli/translate.js";
 import { cliAgainst } from "./run-cli.js";

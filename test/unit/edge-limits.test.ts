@@ -76,7 +76,7 @@ describe("server.limits", () => {
   });
 
   it("refuses unknown keys and bad values, naming them", () => {
-    expect(refusal("server:\n  limits:\n    maxRequestSise: 1MiB\n")).toContain("server.limits.maxRequestSise: unknown key");
+    expect(refusal("server:\n  limits:\n    maxRequestSise: 1MiB\n")).toContain("server.limits.maxRequestSise: unknown key; did you mean maxRequestSize?");
     expect(refusal("server:\n  limits:\n    maxRequestSize: 4 furlongs\n")).toContain("server.limits.maxRequestSize:");
     expect(refusal("server:\n  limits:\n    maxRequestSize: 2GiB\n")).toContain("from 1KiB to 1GiB");
     expect(refusal("server:\n  limits:\n    maxConnections: 0\n")).toContain("server.limits.maxConnections:");

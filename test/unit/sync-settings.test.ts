@@ -48,7 +48,7 @@ describe("sync settings", () => {
 
 describe("sync settings keys", () => {
   it("refuses unknown keys and accepts flyteadmin's refreshInterval", () => {
-    expect(() => parseSyncSettings({ intervall: "1m" }, "sync")).toThrow(/sync\.intervall: unknown key/);
+    expect(() => parseSyncSettings({ intervall: "1m" }, "sync")).toThrow(/sync\.intervall: unknown key; did you mean interval\?/);
     expect(parseSyncSettings({ refreshInterval: "2m" }, "sync").intervalMs).toBe(120_000);
   });
 });

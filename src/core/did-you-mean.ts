@@ -22,6 +22,12 @@ export function suggestion(name: string, known: readonly string[]): string {
   return close ? `; did you mean ${close}?` : `; known: ${known.join(", ")}`;
 }
 
+/** "unknown key; did you mean port?", or the keys there are when none is close. */
+export function unknownName(what: string, name: string, known: readonly string[]): string {
+  const close = closestName(name, known);
+  return close ? `unknown ${what}; did you mean ${close}?` : `unknown ${what}; expected one of ${known.join(", ")}`;
+}
+
 function normalize(name: string): string {
   return name.toLowerCase().replace(/[_-]/g, "");
 }
