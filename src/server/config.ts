@@ -197,7 +197,7 @@ function readReplicationSettings(
 ): void {
   const duration = (section: Section, key: string) => {
     const setting = fromFile(section, key);
-    return setting ? milliseconds(setting, 3_600_000, problems) : undefined;
+    return setting ? milliseconds(setting, 3_600_000, problems, 1) : undefined;
   };
   const count = (section: Section, key: string, max: number) => {
     const setting = fromFile(section, key);
@@ -329,13 +329,14 @@ function integer(setting: Sourced, min: number, max: number, problems: Violation
   return value;
 }
 
-/** Flags and variables give milliseconds; the file may also say 10s, 1m. */
-function milliseconds(setting: Sourced, max: number, problems: Violations): number {
-  if (setting.source.startsWith("-") || setting.source.startsWith("CLUSTERPLANE_")) return integer(setting, 0, max, problems);
+/** Flags and variables give milliseconds; the file may also say 10s, 1m. `min` 1 refuses 0 (an interval of 0 is a busy loop). */
+function milliseconds(setting: Sourced, max: number, problems: Violations, min = 0): number {
+  if (setting.source.startsWith("-") || setting.source.startsWith("CLUSTERPLANE_")) return integer(setting, min, max, problems);
   const ms = parseDuration(setting.value);
-  if (ms === null || ms > max) {
-    problems.add(setting.source, `${JSON.stringify(setting.value)} must be a duration such as 500ms, 10s or 1m (at most 1h)`);
-    return 0;
+  if (ms === null || ms < min || ms > max) {
+    const positive = min > 0 ? "a positive duration" : "a duration";
+    problems.add(setting.source, `${JSON.stringify(setting.value)} must be ${positive} such as 500ms, 10s or 1m (at most 1h)`);
+    return min;
   }
   return ms;
 }

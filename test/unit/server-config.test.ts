@@ -217,6 +217,17 @@ metrics: { public: 3 }
   });
 });
 
+describe("intervals and timeouts of the change log, leader election and Watch", () => {
+  it("refuses 0, which would make a busy loop of a timer", () => {
+    const file = yamlFile("changeLog:\n  followInterval: 0s\nleaderElection:\n  renewInterval: 0ms\nwatch:\n  progressInterval: 0\nserver:\n  lockTimeout: 0s\n");
+    const text = message(() => resolveServerConfig({ config: file }, {}));
+    for (const key of ["changeLog.followInterval", "leaderElection.renewInterval", "watch.progressInterval", "server.lockTimeout"]) {
+      expect(text).toContain(`${key}: `);
+    }
+    expect(text).toContain('changeLog.followInterval: "0s" must be a positive duration such as 500ms, 10s or 1m (at most 1h)');
+  });
+});
+
 describe("workers, the per-RPC log policy and the lean gRPC path", () => {
   it("defaults to one process, notable calls logged (failures, slow calls, writes) and the lean path on", () => {
     const config = resolveServerConfig({}, {});
