@@ -6,8 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pino from "pino";
-import { startServer } from "../src/server/server.js";
+import { openStores } from "../src/store/stores.js";
 import { populate } from "./fixture.js";
 import { changeLogBench } from "./change-log.js";
 import { grpcThroughputBench } from "./grpc-throughput.js";
@@ -21,20 +20,18 @@ const wanted = (name: string) => only.size === 0 || only.has(name);
 // First, while nothing else of this run has warmed or loaded the machine.
 if (wanted("startup")) await startupBench();
 
-if (wanted("select") || wanted("grpc")) {
+if (wanted("select")) {
   const dir = mkdtempSync(join(tmpdir(), "clusterplane-bench-"));
-  const server = await startServer(
-    { host: "127.0.0.1", port: 0, databasePath: join(dir, "bench.db"), shutdownGraceMs: 1000 },
-    pino({ level: "silent" }),
-  );
+  const stores = openStores({ path: join(dir, "bench.db") });
   try {
-    const fixture = populate(server.stores);
-    if (wanted("select")) selectInProcessBench(server.stores);
-    if (wanted("grpc")) await grpcThroughputBench(server, fixture);
+    populate(stores);
+    selectInProcessBench(stores);
   } finally {
-    await server.close();
+    stores.db.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
+// Servers in processes of their own, loaded from another (it starts and stops them itself).
+if (wanted("grpc")) await grpcThroughputBench();
 if (wanted("sync")) await syncBench();
 if (wanted("log")) await changeLogBench();
