@@ -1,6 +1,6 @@
 import type http from "node:http";
 import type http2 from "node:http2";
-import { create, fromBinary, isMessage, toBinary, type DescMethod, type DescMethodUnary } from "@bufbuild/protobuf";
+import { fromBinary, type DescMethod, type DescMethodUnary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionNegotiate, type Compression } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -8,6 +8,7 @@ import type { ServiceImplementation } from "../services/index.js";
 import { isLoopback, peerOfStream } from "./auth.js";
 import { ACCEPTED_COMPRESSION, reviseStatus } from "./bad-input.js";
 import { grpcTimeoutMs, hostOfAuthority, isValidAuthority } from "./edge.js";
+import { answerEncoder, declaredLength, envelope, unaryEnvelope } from "./grpc-wire.js";
 import { LeanContext } from "./lean-context.js";
 import type { EdgeLimits } from "./limits.js";
 import type { Logger } from "./logging.js";
@@ -32,6 +33,7 @@ type UnaryImpl = (request: unknown, context: LeanContext) => unknown;
 interface UnaryMethod {
   method: DescMethodUnary;
   impl: UnaryImpl;
+  encode: (answer: unknown) => Uint8Array;
 }
 
 /** The content types of gRPC with protobuf; `+json` and parameters stay with connect-node. */
@@ -59,7 +61,8 @@ export class LeanGrpc {
       for (const method of service.methods) {
         if (method.methodKind !== "unary") continue;
         const implementation = (impl as unknown as Record<string, UnaryImpl>)[method.localName]!;
-        this.unary.set(`/${service.typeName}/${method.name}`, { method: method as DescMethodUnary, impl: implementation.bind(impl) });
+        const unary = method as DescMethodUnary;
+        this.unary.set(`/${service.typeName}/${method.name}`, { method: unary, impl: implementation.bind(impl), encode: answerEncoder(unary.output) });
       }
     }
   }
@@ -146,9 +149,9 @@ class UnaryExchange {
       this.received += chunk.byteLength;
       this.chunks.push(chunk);
       // A message declared beyond the limit is refused before the rest of it is waited for.
-      if (this.received >= 5 && this.chunks[0]!.byteLength >= 5 && this.received - chunk.byteLength < 5) {
-        const declared = this.chunks[0]!.readUInt32BE(1);
-        if (declared > maxRequestBytes) this.fail(new ConnectError(`message size ${declared} is larger than configured readMaxBytes ${maxRequestBytes}`, Code.ResourceExhausted));
+      const declared = this.chunks.length === 1 ? declaredLength(chunk) : undefined;
+      if (declared !== undefined && declared > maxRequestBytes) {
+        this.fail(new ConnectError(`message size ${declared} is larger than configured readMaxBytes ${maxRequestBytes}`, Code.ResourceExhausted));
       }
     });
     this.stream.once("end", () => {
@@ -172,8 +175,7 @@ class UnaryExchange {
       const result = target.impl(request, this.context!);
       const answer = result instanceof Promise ? await result : result;
       if (this.answered) return;
-      const message = isMessage(answer, target.method.output) ? answer : create(target.method.output, answer as never);
-      let bytes = toBinary(target.method.output, message);
+      let bytes = target.encode(answer);
       const compress = responseCompression !== null && bytes.byteLength >= COMPRESS_MIN_BYTES;
       if (compress) bytes = await responseCompression.compress(bytes);
       this.succeed(envelope(compress, bytes), compress ? responseCompression.name : undefined);
@@ -249,33 +251,12 @@ class UnaryExchange {
   }
 }
 
-/** The one message of a unary request: flags, a 4-byte length, the bytes (PROTOCOL-HTTP2.md "Length-Prefixed-Message"). */
-function unaryEnvelope(body: Buffer): { compressed: boolean; data: Uint8Array } {
-  if (body.byteLength === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.InvalidArgument);
-  const length = body.byteLength >= 5 ? body.readUInt32BE(1) : Infinity;
-  if (5 + length > body.byteLength) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  const rest = body.byteLength - 5 - length;
-  if (rest > 0) {
-    const complete = rest >= 5 && 10 + length + body.readUInt32BE(5 + length + 1) <= body.byteLength;
-    throw new ConnectError(complete ? "protocol error: received extra input message for unary method" : "protocol error: incomplete envelope", Code.InvalidArgument);
-  }
-  return { compressed: (body[0]! & 0b1) === 1, data: body.subarray(5) };
-}
-
 function decode(method: DescMethod & { input: DescMethodUnary["input"] }, data: Uint8Array): unknown {
   try {
     return fromBinary(method.input, data);
   } catch (error) {
     throw new ConnectError(`parse binary: ${(error as Error).message}`, Code.InvalidArgument);
   }
-}
-
-function envelope(compressed: boolean, data: Uint8Array): Uint8Array {
-  const frame = Buffer.allocUnsafe(5 + data.byteLength);
-  frame[0] = compressed ? 1 : 0;
-  frame.writeUInt32BE(data.byteLength, 1);
-  frame.set(data, 5);
-  return frame;
 }
 
 function header(headers: http.IncomingHttpHeaders, name: string): string | undefined {
