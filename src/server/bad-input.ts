@@ -5,6 +5,7 @@ import { codeFromString, codeToHttpStatus, codeToString, endStreamFlag } from "@
 import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { shorten } from "../core/errors.js";
+import { encodeGrpcMessage } from "./grpc-wire.js";
 
 /**
  * Errors connect-node raises for requests that are malformed, under codes that blame the server.
@@ -66,10 +67,10 @@ async function reviseResponse(response: UniversalServerResponse): Promise<Univer
 function reviseGrpcStatusFields(fields: Headers): void {
   const code = Number(fields.get("grpc-status") ?? "0");
   if (!code) return;
-  const revised = reviseStatus({ code, message: decodeGrpcMessage(fields.get("grpc-message") ?? "") });
-  if (!revised) return;
+  const message = decodeGrpcMessage(fields.get("grpc-message") ?? "");
+  const revised = reviseStatus({ code, message }) ?? { code, message };
   fields.set("grpc-status", String(revised.code));
-  fields.set("grpc-message", encodeURIComponent(revised.message));
+  fields.set("grpc-message", encodeGrpcMessage(revised.message));
   // Clients read code and message from the details when present: they must agree or go.
   const details = fields.get("grpc-status-details-bin");
   if (details !== null && (revised.code !== code || details.length > MAX_STATUS_DETAILS_CHARS)) {

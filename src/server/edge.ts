@@ -4,6 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, codeToString, endStreamFlag } from "@connectrpc/connect/protocol-connect";
 import { quoteValue } from "../core/errors.js";
+import { encodeGrpcMessage } from "./grpc-wire.js";
 import type { Logger } from "./logging.js";
 
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -80,7 +81,7 @@ export function answerError(request: NodeRequest, response: NodeResponse, error:
     response.writeHead(200, {
       "content-type": contentType,
       "grpc-status": String(error.code),
-      "grpc-message": encodeURIComponent(error.rawMessage),
+      "grpc-message": encodeGrpcMessage(error.rawMessage),
     });
     response.end();
     return;

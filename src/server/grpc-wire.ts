@@ -32,6 +32,18 @@ export function envelope(compressed: boolean, data: Uint8Array): Buffer {
   return frame;
 }
 
+/**
+ * grpc-message as PROTOCOL-HTTP2.md says to send it: the UTF-8 bytes, with `%` and every byte
+ * outside printable ASCII percent-encoded, and nothing else. encodeURIComponent (what connect-node
+ * sends) also escapes `:`, `,`, `/` and the like, which grpc-js then shows escaped: its decodeURI
+ * leaves them alone.
+ */
+export function encodeGrpcMessage(message: string): string {
+  return /^[\x20-\x24\x26-\x7e]*$/.test(message)
+    ? message
+    : Array.from(Buffer.from(message, "utf8"), (byte) => (byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`)).join("");
+}
+
 type Encoder = (answer: unknown) => Uint8Array;
 
 /**

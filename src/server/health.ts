@@ -1,4 +1,5 @@
 import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import { throwIfDeadlinePassed } from "../services/errors.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 
 export { ServingStatus };
@@ -76,6 +77,7 @@ export function healthService(health: HealthStatus): ServiceImpl<typeof Health> 
         if (health.stopped.aborted) return;
         await nextChange(health, service, context.signal);
       }
+      throwIfDeadlinePassed(context.signal);
     },
 
     list() {

@@ -8,7 +8,7 @@ import type { ServiceImplementation } from "../services/index.js";
 import { isLoopback, peerOfStream } from "./auth.js";
 import { ACCEPTED_COMPRESSION, reviseStatus } from "./bad-input.js";
 import { grpcTimeoutMs, hostOfAuthority, isValidAuthority } from "./edge.js";
-import { answerEncoder, declaredLength, envelope, unaryEnvelope } from "./grpc-wire.js";
+import { answerEncoder, declaredLength, encodeGrpcMessage, envelope, unaryEnvelope } from "./grpc-wire.js";
 import { LeanContext } from "./lean-context.js";
 import type { EdgeLimits } from "./limits.js";
 import type { Logger } from "./logging.js";
@@ -108,6 +108,8 @@ class UnaryExchange {
   private received = 0;
   private readonly chunks: Buffer[] = [];
   private deadline: NodeJS.Timeout | undefined;
+  /** Until the handler runs, every failure is the request's (gRPC calls some INTERNAL). */
+  private handlerStarted = false;
   private context: LeanContext | undefined;
 
   constructor(
@@ -129,6 +131,7 @@ class UnaryExchange {
       if (compression.error) throw compression.error;
       const limitMs = timeoutMs === undefined ? undefined : Math.min(timeoutMs, this.options.limits.maxDeadlineMs);
       this.context = new LeanContext(target.method, this.headers, limitMs, this.call!);
+      if (limitMs !== undefined && limitMs <= 0) throw new ConnectError("the deadline had passed when the call arrived", Code.DeadlineExceeded);
       if (limitMs !== undefined) {
         this.deadline = setTimeout(() => this.fail(new ConnectError("the operation timed out", Code.DeadlineExceeded)), limitMs);
       }
@@ -172,6 +175,7 @@ class UnaryExchange {
       const request = decode(target.method, data);
       // As on connect-node's path: limits first, then the message is read, then the caller is checked.
       this.options.calls.admit(this.call!, header(this.headers, "authorization"), peerOfStream(this.stream));
+      this.handlerStarted = true;
       const result = target.impl(request, this.context!);
       const answer = result instanceof Promise ? await result : result;
       if (this.answered) return;
@@ -214,6 +218,7 @@ class UnaryExchange {
     if (this.stream.headersSent) return;
     const head: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": RESPONSE_CONTENT_TYPE };
     setTrailerStatus(new Headers(), status).forEach((value, key) => (head[key] = value));
+    head["grpc-message"] = encodeGrpcMessage(status.rawMessage);
     this.send(() => {
       this.stream.respond(head, { endStream: true });
       // The answer may come before the whole request (refused, too large): the rest is not wanted.
@@ -242,7 +247,7 @@ class UnaryExchange {
     this.answered = true;
     clearTimeout(this.deadline);
     this.context?.abort(error);
-    if (this.call) this.options.calls.end(this.call, error);
+    if (this.call) this.options.calls.end(this.call, error, this.handlerStarted ? undefined : "caller");
   }
 
   private release(): void {

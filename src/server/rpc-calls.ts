@@ -60,12 +60,16 @@ export class RpcCalls {
     if (denied) throw new ConnectError(denied, Code.PermissionDenied);
   }
 
-  /** Records the outcome: a metrics sample always, a log line when the policy asks for one. */
-  end(call: Call, error: ConnectError | undefined): void {
+  /**
+   * Records the outcome: a metrics sample always, a log line when the policy asks for one.
+   * `fault` "caller": the request was malformed before any handler ran — gRPC's own INTERNAL for a
+   * compressed message without grpc-encoding among them — so it is no bug of ours to log as one.
+   */
+  end(call: Call, error: ConnectError | undefined, fault?: "caller"): void {
     const durationMs = Number(process.hrtime.bigint() - call.started) / 1e6;
     const code = error?.code ?? null;
     this.metrics.observeRpc(call.method.parent.typeName, call.method.name, code, durationMs / 1000);
-    const bug = code === Code.Internal || code === Code.Unknown;
+    const bug = fault !== "caller" && (code === Code.Internal || code === Code.Unknown);
     if (!bug && !this.wantsLine(call, code, durationMs)) return;
     const fields: Record<string, unknown> = { requestId: call.requestId, procedure: call.procedure };
     if (call.identity) Object.assign(fields, { caller: call.identity.name, role: call.identity.role });

@@ -54,3 +54,13 @@ export const domainErrors: Interceptor = (next) => async (request) => {
     throw error;
   }
 };
+
+/**
+ * A stream that ends because its caller's deadline passed ends with DEADLINE_EXCEEDED, as gRPC
+ * clients expect, not OK as if it had finished; connect-node aborts the signal with that error.
+ */
+export function throwIfDeadlinePassed(signal: AbortSignal): void {
+  if (!signal.aborted) return;
+  const reason = ConnectError.from(signal.reason);
+  if (reason.code === Code.DeadlineExceeded) throw reason;
+}

@@ -34,7 +34,7 @@ import type { Stores } from "../store/stores.js";
 import { toClusterMessage, toSyncStatusMessage } from "./cluster-service.js";
 import { toPoolMessage } from "./cluster-pool-service.js";
 import { checkOrgField, toTimestamp } from "./common.js";
-import { toConnectError } from "./errors.js";
+import { throwIfDeadlinePassed, toConnectError } from "./errors.js";
 import { toAssignmentMessage, toLabelMessage } from "./execution-cluster-label-service.js";
 import { toProjectMessage } from "./project-service.js";
 import { toQueueMessage } from "./queue-service.js";
@@ -127,6 +127,7 @@ export class WatchHub {
     if (context.signal.aborted || this.closing.signal.aborted) stop.abort();
     try {
       yield* this.events(request, kinds, stream, stop.signal);
+      throwIfDeadlinePassed(context.signal);
     } finally {
       context.signal.removeEventListener("abort", onStop);
       this.closing.signal.removeEventListener("abort", onStop);

@@ -125,6 +125,25 @@ describe("Watch", () => {
     expect(error?.rawMessage).toContain(`oldest revision a watch can resume from is ${second.stores.changes.oldestResumable()}`);
   });
 
+  it("ends with DEADLINE_EXCEEDED, not OK, when the caller's grpc-timeout passes", async () => {
+    const s = await server();
+    const session = http2.connect(s.url);
+    try {
+      const request = toBinary(WatchRequestSchema, create(WatchRequestSchema, { kinds: [ResourceKind.CLUSTER_POOL] }));
+      const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]);
+      const stream = session.request({ ":method": "POST", ":path": "/clusterplane.v1.WatchService/Watch", "content-type": "application/grpc", te: "trailers", "grpc-timeout": "300m" });
+      const status = new Promise<string | undefined>((resolve) => {
+        stream.on("trailers", (trailers) => resolve(String(trailers["grpc-status"])));
+        stream.on("close", () => resolve(undefined));
+      });
+      stream.resume();
+      stream.end(frame);
+      expect(await status).toBe(String(Code.DeadlineExceeded));
+    } finally {
+      session.close();
+    }
+  });
+
   it("sends progress markers when idle, and ends cleanly when the server shuts down", async () => {
     const s = await server({ watch: { progressIntervalMs: 200 } });
     const watch = createClient(WatchService, createGrpcTransport({ baseUrl: s.url }));
