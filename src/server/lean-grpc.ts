@@ -173,6 +173,8 @@ class UnaryExchange {
         data = await requestCompression.decompress(data, this.options.limits.maxRequestBytes);
       }
       const request = decode(target.method, data);
+      // Past its deadline or cancelled while the message was inflated: no work for nobody.
+      if (this.answered) return;
       // As on connect-node's path: limits first, then the message is read, then the caller is checked.
       this.options.calls.admit(this.call!, header(this.headers, "authorization"), peerOfStream(this.stream));
       this.handlerStarted = true;
