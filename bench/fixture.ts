@@ -16,11 +16,11 @@ export interface Fixture {
  * 20 clusters, 1 000 labels of 3 weighted clusters each, 1 000 projects and 10 000 assignments
  * (3 project-domain and 7 workflow assignments per project), written in one transaction.
  */
-export function populate(stores: Stores): Fixture {
+export async function populate(stores: Stores): Promise<Fixture> {
   // One unit of work: committed once, and then applied by every view that follows the log.
-  stores.changes.write(() => {
+  await stores.changes.write(async () => {
     for (let c = 0; c < CLUSTERS; c++) {
-      stores.clusters.create({
+      await stores.clusters.create({
         org: "",
         name: `cluster-${c}`,
         pool: "default",
@@ -31,16 +31,16 @@ export function populate(stores: Stores): Fixture {
     }
     for (let l = 0; l < LABELS; l++) {
       const clusters = [0, 1, 2].map((k) => ({ cluster: `cluster-${(l + k * 7) % CLUSTERS}`, weight: [0.5, 0.3, 0.2][k]! }));
-      stores.labels.create("", `label-${l}`, clusters);
+      await stores.labels.create("", `label-${l}`, clusters);
     }
     let assigned = 0;
     for (let p = 0; p < PROJECTS; p++) {
-      stores.projects.create({ org: "", id: `project-${p}`, name: "", description: "" });
+      await stores.projects.create({ org: "", id: `project-${p}`, name: "", description: "" });
       for (const domain of stores.domains) {
-        stores.assignments.upsert({ org: "", project: `project-${p}`, domain, workflow: "", launchPlan: "" }, `label-${assigned++ % LABELS}`, "value");
+        await stores.assignments.upsert({ org: "", project: `project-${p}`, domain, workflow: "", launchPlan: "" }, `label-${assigned++ % LABELS}`, "value");
       }
       for (let w = 0; assigned % 10 !== 0 || w === 0; w++) {
-        stores.assignments.upsert(
+        await stores.assignments.upsert(
           { org: "", project: `project-${p}`, domain: "production", workflow: `workflow_${w}`, launchPlan: "" },
           `label-${assigned++ % LABELS}`,
           "value",

@@ -83,7 +83,7 @@ export async function grpcThroughputBench(): Promise<void> {
   const servers: Server[] = [];
   try {
     const database = join(dir, "bench.db");
-    const requests = writeRequests(dir, database);
+    const requests = await writeRequests(dir, database);
     const load = chooseLoad(dir);
 
     // Every server stays up for the whole run; an idle one costs the others next to nothing.
@@ -131,10 +131,10 @@ function buildCli(): void {
 }
 
 /** The fixture's database (written in process, then closed) and the request bodies. */
-function writeRequests(dir: string, database: string): Record<"select" | "selectJson" | "check", BenchRequest> {
-  const stores = openStores({ path: database });
-  const fixture = populate(stores);
-  stores.db.close();
+async function writeRequests(dir: string, database: string): Promise<Record<"select" | "selectJson" | "check", BenchRequest>> {
+  const stores = await openStores({ path: database });
+  const fixture = await populate(stores);
+  await stores.engine.close();
   // One body for every call (h2load sends one file), so every call has the same executionId and
   // the weighted pick (a hash of it) lands on the same cluster each time; the work is the same as
   // for varied ids, only the answer never changes.

@@ -22,12 +22,12 @@ if (wanted("startup")) await startupBench();
 
 if (wanted("select")) {
   const dir = mkdtempSync(join(tmpdir(), "clusterplane-bench-"));
-  const stores = openStores({ path: join(dir, "bench.db") });
+  const stores = await openStores({ path: join(dir, "bench.db") });
   try {
-    populate(stores);
-    selectInProcessBench(stores);
+    await populate(stores);
+    await selectInProcessBench(stores);
   } finally {
-    stores.db.close();
+    await stores.engine.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -6,8 +6,8 @@ import { ASSIGNMENTS, LABELS } from "./fixture.js";
 const ITERATIONS = 2_000_000;
 
 /** In-process selection cost: the routing index alone, no transport. */
-export function selectInProcessBench(stores: Stores): void {
-  const index = new RoutingIndex(stores);
+export async function selectInProcessBench(stores: Stores): Promise<void> {
+  const index = await RoutingIndex.open(stores);
   const requests = Array.from({ length: 1024 }, (_, i) => ({
     org: "",
     project: `project-${i % 1000}`,

@@ -29,18 +29,18 @@ interface Fleet {
 /** A fresh database with `projects` projects (x3 domains = namespaces) and one stand-in API server per cluster. */
 async function fleet(clusters: number, projects: number): Promise<Fleet> {
   const dir = mkdtempSync(join(tmpdir(), "clusterplane-sync-bench-"));
-  const stores = openStores({ path: join(dir, "bench.db") });
+  const stores = await openStores({ path: join(dir, "bench.db") });
   const standIns = new StandInFleet();
   const apis = await standIns.start(clusters);
-  stores.changes.write(() => {
-    for (let p = 0; p < projects; p++) stores.projects.create({ org: "", id: `project-${p}`, name: "", description: "" });
+  await stores.changes.write(async () => {
+    for (let p = 0; p < projects; p++) await stores.projects.create({ org: "", id: `project-${p}`, name: "", description: "" });
   });
-  apis.forEach((api, index) => {
+  for (const [index, api] of apis.entries()) {
     const tokenPath = join(dir, `token-${index}`);
     const caCertPath = join(dir, `ca-${index}.crt`);
     writeFileSync(tokenPath, `${api.token}\n`);
     writeFileSync(caCertPath, api.caCertPem);
-    stores.clusters.create({
+    await stores.clusters.create({
       org: "",
       name: `cluster-${index}`,
       pool: "default",
@@ -48,13 +48,13 @@ async function fleet(clusters: number, projects: number): Promise<Fleet> {
       enabled: true,
       auth: { kind: "bearer_token_file", tokenPath, caCertPath },
     });
-  });
+  }
   return {
     stores,
     apis,
     standIns,
     async cleanup() {
-      stores.db.close();
+      await stores.engine.close();
       await standIns.stop();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -154,7 +154,7 @@ async function steadyStateBench(): Promise<void> {
   // Record, per cluster, exactly the hashes a completed cold pass records (a cold pass of 600 000
   // objects is measured above at a smaller scale; here only the steady state is of interest).
   const desired = desiredFor(projects).map((d) => ({ key: d.key, hash: d.hash }));
-  for (let c = 0; c < clusters; c++) setup.stores.sync.recordApplied("", `cluster-${c}`, desired);
+  for (let c = 0; c < clusters; c++) await setup.stores.sync.recordApplied("", `cluster-${c}`, desired);
   const loop = new SyncLoop(setup.stores, SETTINGS, silent);
   // The first pass records every cluster's status and provisioned project-domains (300 000 rows
   // here); the steady state is every pass after it.

@@ -21,7 +21,7 @@ export async function syncOnce(flags: SyncOnceFlags): Promise<void> {
   }
   // One pass by hand, beside whichever server leads the loop (it does not take the sync lease):
   // its outcome reaches every server through the change log.
-  const stores = openStores({ path: config.databasePath, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
+  const stores = await openStores({ path: config.databasePath, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
   const loop = new SyncLoop(stores, { ...config.sync!, enabled: true }, createLogger("warn"));
   try {
     const reports = await loop.runOnce(flags.full ?? false);
@@ -35,7 +35,7 @@ export async function syncOnce(flags: SyncOnceFlags): Promise<void> {
     if (reports.some((report) => !report.ok)) process.exitCode = 1;
   } finally {
     await loop.stop();
-    stores.db.close();
+    await stores.engine.close();
   }
 }
 

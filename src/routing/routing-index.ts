@@ -27,21 +27,27 @@ export interface RoutableQueue {
 }
 
 /**
- * Everything SelectCluster reads, held in memory so the routing hot path runs no SQL. Built from
- * the store at start and kept current from the change log — this process's writes and every other
- * process's alike: each entry reloads only the row it names.
+ * Everything SelectCluster reads, held in memory so the routing hot path runs no SQL and never
+ * waits: the store is asynchronous, the index is not. Built from the store at start and kept
+ * current from the change log — this process's writes and every other process's alike: each
+ * entry reloads only the row it names, and a write returns only once that is done.
  */
 export class RoutingIndex {
-  private readonly clusters = new Map<string, RoutableCluster>();
+  private clusters = new Map<string, RoutableCluster>();
   private readonly eligibleByOrg = new Map<string, RoutableCluster[]>();
-  private readonly labels = new Map<string, WeightedChoice[]>();
-  private readonly assignments = new Map<string, string>();
-  private readonly defaults = new Map<string, string>();
-  private readonly projects = new Map<string, ProjectState>();
-  private readonly queues = new Map<string, RoutableQueue>();
+  private labels = new Map<string, WeightedChoice[]>();
+  private assignments = new Map<string, string>();
+  private defaults = new Map<string, string>();
+  private projects = new Map<string, ProjectState>();
+  private queues = new Map<string, RoutableQueue>();
   private readonly unsubscribe: () => void;
+  private isLoaded = false;
+  /** Resolves once everything has been read; changes are applied only after that. */
+  readonly ready: Promise<void>;
 
   /**
+   * Starts reading the store at once (see `ready`, or `open`, which waits for it).
+   *
    * @param honorSyncStatus whether routing waits for the sync loop: a cluster is routed to only
    *   once a pass has provisioned it, and not while passes cannot reach it. On wherever sync is
    *   enabled (the leader's verdicts reach every server through the log); off when sync is off, so
@@ -51,8 +57,12 @@ export class RoutingIndex {
     private readonly stores: Stores,
     private readonly honorSyncStatus = false,
   ) {
-    this.loadAll();
-    const unsubscribe = stores.changes.subscribe((change) => this.apply(change));
+    this.ready = this.loadAll().then(() => void (this.isLoaded = true));
+    // A change committed while loading is applied after it (it re-reads its row, so nothing is lost).
+    const unsubscribe = stores.changes.subscribe(async (change) => {
+      await this.ready;
+      await this.apply(change);
+    });
     const unsubscribeResync = stores.changes.onResync(() => this.loadAll());
     this.unsubscribe = () => {
       unsubscribe();
@@ -60,35 +70,67 @@ export class RoutingIndex {
     };
   }
 
-  /** Reads everything routing needs (at start, and after falling behind the log's retention). */
-  private loadAll(): void {
-    const { stores } = this;
-    this.loadClusters();
-    for (const map of [this.labels, this.assignments, this.defaults, this.projects, this.queues]) map.clear();
-    for (const label of stores.labels.all()) this.labels.set(key(label.org, label.name), members(label.clusters));
-    for (const assignment of stores.assignments.all()) this.assignments.set(assignmentKey(assignment), assignment.value);
-    for (const [org, label] of stores.labels.allDefaults()) this.defaults.set(org, label);
-    for (const project of stores.projects.allInState("ACTIVE")) this.projects.set(key(project.org, project.id), "ACTIVE");
-    for (const project of stores.projects.allInState("ARCHIVED")) this.projects.set(key(project.org, project.id), "ARCHIVED");
-    for (const queue of stores.queues.all()) this.queues.set(key(queue.org, queue.name), queue);
+  /** An index with everything read. */
+  static async open(stores: Stores, honorSyncStatus = false): Promise<RoutingIndex> {
+    const index = new RoutingIndex(stores, honorSyncStatus);
+    try {
+      await index.ready;
+    } catch (error) {
+      index.close();
+      throw error;
+    }
+    return index;
   }
 
-  private loadClusters(): void {
-    this.clusters.clear();
+  /** Whether the first read is done (until then, answers wait for `ready`). */
+  get loaded(): boolean {
+    return this.isLoaded;
+  }
+
+  /**
+   * Reads everything routing needs (at start, and after falling behind the log's retention) in
+   * one read transaction, and only then replaces what SelectCluster sees: it never answers from
+   * half a load.
+   */
+  private async loadAll(): Promise<void> {
+    const { stores } = this;
+    const { value: loaded } = await stores.changes.readAt(async () => ({
+      clusters: await this.loadClusters(),
+      labels: await stores.labels.all(),
+      assignments: await stores.assignments.all(),
+      defaults: await stores.labels.allDefaults(),
+      active: await stores.projects.allInState("ACTIVE"),
+      archived: await stores.projects.allInState("ARCHIVED"),
+      queues: await stores.queues.all(),
+    }));
+    this.clusters = loaded.clusters;
+    this.eligibleByOrg.clear();
+    this.labels = new Map(loaded.labels.map((label) => [key(label.org, label.name), members(label.clusters)]));
+    this.assignments = new Map(loaded.assignments.map((assignment) => [assignmentKey(assignment), assignment.value]));
+    this.defaults = loaded.defaults;
+    this.projects = new Map<string, ProjectState>([
+      ...loaded.active.map((project) => [key(project.org, project.id), "ACTIVE"] as const),
+      ...loaded.archived.map((project) => [key(project.org, project.id), "ARCHIVED"] as const),
+    ]);
+    this.queues = new Map(loaded.queues.map((queue) => [key(queue.org, queue.name), queue]));
+  }
+
+  private async loadClusters(): Promise<Map<string, RoutableCluster>> {
+    const clusters = new Map<string, RoutableCluster>();
     const provisioned = new Map<string, Set<string>>();
     if (this.honorSyncStatus) {
-      for (const row of this.stores.sync.allProvisioned()) {
+      for (const row of await this.stores.sync.allProvisioned()) {
         const clusterKey = key(row.org, row.cluster);
         const pairs = provisioned.get(clusterKey) ?? new Set<string>();
         pairs.add(projectDomainKey(row));
         provisioned.set(clusterKey, pairs);
       }
     }
-    for (const cluster of this.stores.clusters.all()) {
+    for (const cluster of await this.stores.clusters.all()) {
       const clusterKey = key(cluster.org, cluster.name);
-      this.clusters.set(clusterKey, this.routable(cluster, provisioned.get(clusterKey) ?? new Set()));
+      clusters.set(clusterKey, this.routable(cluster, provisioned.get(clusterKey) ?? new Set()));
     }
-    this.eligibleByOrg.clear();
+    return clusters;
   }
 
   /**
@@ -162,12 +204,12 @@ export class RoutingIndex {
   }
 
   /** The cluster's provisioned pairs: read again only when a pass changed them (thousands per cluster). */
-  private provisionedOf(cluster: Cluster): ReadonlySet<string> {
+  private async provisionedOf(cluster: Cluster): Promise<ReadonlySet<string>> {
     if (!this.honorSyncStatus) return new Set();
     const known = this.clusters.get(key(cluster.org, cluster.name));
     const digest = cluster.sync?.provisionedDigest ?? "";
     if (known?.provisioned && known.provisionedDigest === digest) return known.provisioned;
-    return new Set(this.stores.sync.provisioned(cluster.org, cluster.name).map(projectDomainKey));
+    return new Set((await this.stores.sync.provisioned(cluster.org, cluster.name)).map(projectDomainKey));
   }
 
   /** Each reason says what would make the cluster routable again. */
@@ -182,32 +224,34 @@ export class RoutingIndex {
     return cluster.sync.conditions.length === 0 && cluster.sync.consecutiveFailures > 0 ? `failing sync: ${cluster.sync.lastError}` : "";
   }
 
-  private apply(change: Change): void {
+  /** Reads the row a change names and updates the index from it; SelectCluster sees the result at once. */
+  private async apply(change: Change): Promise<void> {
     const { stores } = this;
     switch (change.kind) {
       case "cluster":
       case "cluster-sync": {
-        const cluster = stores.clusters.find(change.org, change.name);
-        setOrDelete(this.clusters, key(change.org, change.name), cluster && this.routable(cluster, this.provisionedOf(cluster)));
+        const cluster = await stores.clusters.find(change.org, change.name);
+        const routable = cluster && this.routable(cluster, await this.provisionedOf(cluster));
+        setOrDelete(this.clusters, key(change.org, change.name), routable);
         this.eligibleByOrg.delete(change.org);
         return;
       }
       case "queue":
-        setOrDelete(this.queues, key(change.org, change.name), stores.queues.find(change.org, change.name));
+        setOrDelete(this.queues, key(change.org, change.name), await stores.queues.find(change.org, change.name));
         return;
       case "label": {
-        const label = stores.labels.find(change.org, change.name);
+        const label = await stores.labels.find(change.org, change.name);
         setOrDelete(this.labels, key(change.org, change.name), label && members(label.clusters));
         return;
       }
       case "assignment":
-        setOrDelete(this.assignments, assignmentKey(change), stores.assignments.find(change)?.value);
+        setOrDelete(this.assignments, assignmentKey(change), (await stores.assignments.find(change))?.value);
         return;
       case "default-label":
-        setOrDelete(this.defaults, change.org, stores.labels.getDefault(change.org) || undefined);
+        setOrDelete(this.defaults, change.org, (await stores.labels.getDefault(change.org)) || undefined);
         return;
       case "project":
-        setOrDelete(this.projects, key(change.org, change.id), stores.projects.find(change.org, change.id)?.state);
+        setOrDelete(this.projects, key(change.org, change.id), (await stores.projects.find(change.org, change.id))?.state);
         return;
     }
   }

@@ -31,13 +31,20 @@ export interface HttpRoutesOptions {
   metricsPublic: boolean;
   auth: Authenticator;
   /** `/readyz`: database open, migrations applied, not shutting down. */
-  readiness(): Readiness;
+  readiness(): Promise<Readiness>;
   /**
    * Answer only requests addressed to a loopback host name. Set when the server runs without
    * authentication on loopback: a web page on another site could otherwise reach it through
    * a DNS name rebound to 127.0.0.1 (its requests carry that name as Host, not localhost).
    */
   loopbackHostsOnly: boolean;
+}
+
+/** `/readyz`: asks the database, so it answers once the database did (and never throws). */
+async function serveReadiness(options: HttpRoutesOptions, request: Request, response: Response): Promise<void> {
+  const readiness = await options.readiness();
+  const body = JSON.stringify({ status: readiness.ready ? "ready" : "not ready", checks: readiness.checks }) + "\n";
+  plain(request, response, readiness.ready ? 200 : 503, "application/json", body);
 }
 
 /**
@@ -55,11 +62,8 @@ export function httpRoutes(options: HttpRoutesOptions): NodeHandler {
     switch (path) {
       case "/healthz":
         return plain(request, response, 200, "text/plain; charset=utf-8", "ok\n");
-      case "/readyz": {
-        const readiness = options.readiness();
-        const body = JSON.stringify({ status: readiness.ready ? "ready" : "not ready", checks: readiness.checks }) + "\n";
-        return plain(request, response, readiness.ready ? 200 : 503, "application/json", body);
-      }
+      case "/readyz":
+        return void serveReadiness(options, request, response);
       case "/metrics":
         return void serveMetrics(options, request, response);
     }

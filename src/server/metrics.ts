@@ -80,11 +80,11 @@ export class ServerMetrics {
    */
   exposition: () => Promise<string> = () => this.text();
 
-  /** The clusters as read for the scrape in progress. */
+  /** The clusters as read for the scrape in progress (read before it: the gauges' collect is synchronous). */
   private scrapeClusters: Cluster[] | null = null;
   private readonly methods = new Map<string, MethodMetrics>();
 
-  constructor(stores: Stores) {
+  constructor(private readonly stores: Stores) {
     const metrics = this;
     new Gauge({
       name: "clusterplane_sync_leader",
@@ -102,7 +102,7 @@ export class ServerMetrics {
         this.set(stores.changes.appliedRevision);
       },
     });
-    this.clusterGauges(stores);
+    this.clusterGauges();
   }
 
   /**
@@ -110,9 +110,9 @@ export class ServerMetrics {
    * passes run by other processes (the sync leader, `clusterplane sync --once`), and drop deleted
    * clusters.
    */
-  private clusterGauges(stores: Stores): void {
+  private clusterGauges(): void {
     // One read of the clusters serves every gauge of a scrape; text() starts each scrape afresh.
-    const clusters = () => (this.scrapeClusters ??= stores.db.open ? stores.clusters.all() : []);
+    const clusters = () => this.scrapeClusters ?? [];
     this.clusterGauge(clusters, "clusterplane_sync_last_success_timestamp_seconds",
       "When the last successful sync pass of a cluster ended (Unix seconds), as stored in the database.", [],
       (cluster) => (cluster.sync?.lastSuccessTime ? [[{}, cluster.sync.lastSuccessTime.getTime() / 1000]] : []));
@@ -180,14 +180,19 @@ export class ServerMetrics {
 
   /** The Prometheus text exposition: this server's metrics, then the process's. */
   async text(): Promise<string> {
-    this.scrapeClusters = null;
+    await this.startScrape();
     return (await this.registry.metrics()) + (await processMetrics().metrics());
   }
 
   /** The same as prom-client's JSON, for a primary process to sum over workers (AggregatorRegistry). */
   async json(): Promise<object[][]> {
-    this.scrapeClusters = null;
+    await this.startScrape();
     return [await this.registry.getMetricsAsJSON(), await processMetrics().getMetricsAsJSON()];
+  }
+
+  /** Every scrape reads the clusters afresh, once, before the gauges collect. */
+  private async startScrape(): Promise<void> {
+    this.scrapeClusters = this.stores.engine.isOpen ? await this.stores.clusters.all() : [];
   }
 }
 

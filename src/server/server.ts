@@ -163,13 +163,19 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     requireClientCertificate: config.tls?.requireClientCertificate ?? false,
     certificateRoles: config.auth?.clientCertificates ?? {},
   });
-  const stores = openStores({ path: config.databasePath, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
+  const stores = await openStores({ path: config.databasePath, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
   stores.changes.onListenerError = (error, change) => logger.error({ err: error, change }, "a listener of store changes failed");
   const changeLog = { ...DEFAULT_CHANGE_LOG_CONFIG, ...config.changeLog };
-  const routing = new RoutingIndex(stores, config.sync?.enabled ?? false);
+  let routing: RoutingIndex;
+  try {
+    routing = await RoutingIndex.open(stores, config.sync?.enabled ?? false);
+  } catch (error) {
+    await stores.engine.close();
+    throw error;
+  }
   // Every in-memory view follows the log, so writes by other processes reach them here.
   stores.changes.follow(changeLog.followIntervalMs);
-  const compaction = setInterval(() => compactChangeLog(stores, changeLog, logger), changeLog.compactIntervalMs);
+  const compaction = setInterval(() => void compactChangeLog(stores, changeLog, logger), changeLog.compactIntervalMs);
   compaction.unref();
   const leadership = config.sync?.enabled
     ? new SyncLeadership(stores, config.sync, config.leaderLease ?? DEFAULT_LEASE_TIMINGS, logger)
@@ -220,7 +226,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     stores.changes.unfollow();
     clearInterval(compaction);
     routing.close();
-    stores.db.close();
+    await stores.engine.close();
     throw error;
   }
   if (!auth.enabled && !isLoopback(config.host)) {
@@ -258,7 +264,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
         stores.changes.unfollow();
         clearInterval(compaction);
         routing.close();
-        stores.db.close();
+        await stores.engine.close();
       })();
       return closing;
     },
@@ -266,10 +272,10 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
 }
 
 /** Compaction is housekeeping: a failure (the lock was busy) is retried at the next interval. */
-function compactChangeLog(stores: Stores, config: ChangeLogConfig, logger: Logger): void {
+async function compactChangeLog(stores: Stores, config: ChangeLogConfig, logger: Logger): Promise<void> {
   try {
-    const removed = stores.changes.compact({ maxEntries: config.retainEntries, maxAgeMs: config.retainMs });
-    if (removed > 0) logger.debug({ removed, oldestResumable: stores.changes.oldestResumable() }, "change log compacted");
+    const removed = await stores.changes.compact({ maxEntries: config.retainEntries, maxAgeMs: config.retainMs });
+    if (removed > 0) logger.debug({ removed, oldestResumable: await stores.changes.oldestResumable() }, "change log compacted");
   } catch (error) {
     logger.warn({ err: error }, "cannot compact the change log now; retrying at the next interval");
   }
@@ -279,14 +285,15 @@ function compactChangeLog(stores: Stores, config: ChangeLogConfig, logger: Logge
  * `/readyz`: the database answers, every migration is applied, and shutdown has not begun. It
  * also says who runs the sync loop (informational: a follower is as ready as the leader).
  */
-function readiness(stores: Stores, health: HealthStatus, leadership: SyncLeadership | null): Readiness {
+async function readiness(stores: Stores, health: HealthStatus, leadership: SyncLeadership | null): Promise<Readiness> {
   const checks: Record<string, string> = {};
   let ready = true;
   try {
-    stores.db.prepare("SELECT 1").get();
+    // Reading the schema version is the database answering.
+    const version = await schemaVersion(stores.engine);
     checks.database = "open";
-    const current = isSchemaCurrent(stores.db);
-    checks.migrations = `${current ? "applied" : "pending"} (schema version ${schemaVersion(stores.db)})`;
+    const current = await isSchemaCurrent(stores.engine);
+    checks.migrations = `${current ? "applied" : "pending"} (schema version ${version})`;
     ready &&= current;
   } catch (error) {
     checks.database = `unavailable: ${(error as Error).message}`;

@@ -33,7 +33,7 @@ export class SyncLeadership {
     private readonly logger: Logger,
     identity = processIdentity(),
   ) {
-    this.elector = new LeaderElector(new LeaseStore(stores.db, stores.changes), SYNC_LEASE, identity, timings, {
+    this.elector = new LeaderElector(new LeaseStore(stores.changes), SYNC_LEASE, identity, timings, {
       onStartedLeading: () => this.startLoop(),
       onStoppedLeading: () => this.stopLoop(),
       onLeaderSeen: (holder) => this.noteLeader(holder),

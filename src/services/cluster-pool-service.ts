@@ -21,30 +21,30 @@ import { checkNamedKey, checkOrgField, listPage, requireMessage, toTimestamp } f
 /** ClusterPoolService: validates requests, then hands them to the pool repository. */
 export function clusterPoolService(pools: ClusterPoolRepository): ServiceImpl<typeof ClusterPoolService> {
   return {
-    createClusterPool(request) {
+    async createClusterPool(request) {
       const { org, name, config } = checkPool(request.clusterPool, "cluster_pool");
-      return { clusterPool: toPoolMessage(pools.create(org, name, config)) };
+      return { clusterPool: toPoolMessage(await pools.create(org, name, config)) };
     },
 
-    getClusterPool(request) {
+    async getClusterPool(request) {
       checkNamedKey(request.org, request.name);
-      return { clusterPool: toPoolMessage(pools.get(request.org, request.name)) };
+      return { clusterPool: toPoolMessage(await pools.get(request.org, request.name)) };
     },
 
-    listClusterPools(request) {
-      const { items, nextPageToken } = listPage(request, {}, new Violations(), (page) => pools.list(request.org, page), toPoolMessage, (pool) => [pool.name]);
+    async listClusterPools(request) {
+      const { items, nextPageToken } = await listPage(request, {}, new Violations(), (page) => pools.list(request.org, page), toPoolMessage, (pool) => [pool.name]);
       return { clusterPools: items, nextPageToken };
     },
 
-    updateClusterPool(request) {
+    async updateClusterPool(request) {
       const { org, name, config } = checkPool(request.clusterPool, "cluster_pool");
       const etag = request.clusterPool?.etag ?? "";
-      return { clusterPool: toPoolMessage(pools.update(org, name, config, etag)) };
+      return { clusterPool: toPoolMessage(await pools.update(org, name, config, etag)) };
     },
 
-    deleteClusterPool(request) {
+    async deleteClusterPool(request) {
       checkNamedKey(request.org, request.name);
-      pools.delete(request.org, request.name, request.etag);
+      await pools.delete(request.org, request.name, request.etag);
       return {};
     },
   };

@@ -31,7 +31,7 @@ import { checkNamedKey, checkOrgField, listPage, requireMessage, stateFilter, to
 /** ClusterService: validates requests, then hands them to the cluster repository. */
 export function clusterService(clusters: ClusterRepository, credentialDirectories: readonly string[]): ServiceImpl<typeof ClusterService> {
   return {
-    createCluster(request) {
+    async createCluster(request) {
       const cluster = requireMessage(request.cluster, "cluster");
       const violations = new Violations();
       checkOrgField(cluster.org, "cluster.org", violations);
@@ -42,7 +42,7 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
       const enabled = cluster.enabled ?? true;
       checkEndpoint(cluster.endpoint, auth, enabled, "cluster.endpoint", violations);
       violations.throwIfAny();
-      const created = clusters.create({
+      const created = await clusters.create({
         org: cluster.org,
         name: cluster.name,
         pool: cluster.pool || DEFAULT_POOL_NAME,
@@ -53,21 +53,21 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
       return { cluster: toClusterMessage(created) };
     },
 
-    getCluster(request) {
+    async getCluster(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { cluster: toClusterMessage(clusters.get(request.org, request.name)) };
+      return { cluster: toClusterMessage(await clusters.get(request.org, request.name)) };
     },
 
-    listClusters(request) {
+    async listClusters(request) {
       const violations = new Violations();
       if (request.pool !== "") violations.add("pool", checkResourceName(request.pool));
       const filter = { pool: request.pool, enabled: request.enabled, state: stateFilter<ClusterState>(ClusterStateEnum, request.state, "state", violations) };
       const fetch = (page: PageRequest) => clusters.list(request.org, filter, page);
-      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toClusterMessage, (cluster) => [cluster.name]);
+      const { items, nextPageToken } = await listPage(request, filter, violations, fetch, toClusterMessage, (cluster) => [cluster.name]);
       return { clusters: items, nextPageToken };
     },
 
-    updateCluster(request) {
+    async updateCluster(request) {
       const cluster = requireMessage(request.cluster, "cluster");
       const violations = new Violations();
       checkOrgField(cluster.org, "cluster.org", violations);
@@ -89,23 +89,23 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
         checkEndpoint(changes.endpoint, changes.auth, true, "cluster.endpoint", violations);
       }
       violations.throwIfAny();
-      const updated = clusters.update(cluster.org, cluster.name, changes, cluster.etag, cluster.pool);
+      const updated = await clusters.update(cluster.org, cluster.name, changes, cluster.etag, cluster.pool);
       return { cluster: toClusterMessage(updated) };
     },
 
-    drainCluster(request) {
+    async drainCluster(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { cluster: toClusterMessage(clusters.setState(request.org, request.name, "DRAINED")) };
+      return { cluster: toClusterMessage(await clusters.setState(request.org, request.name, "DRAINED")) };
     },
 
-    activateCluster(request) {
+    async activateCluster(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { cluster: toClusterMessage(clusters.setState(request.org, request.name, "ACTIVE")) };
+      return { cluster: toClusterMessage(await clusters.setState(request.org, request.name, "ACTIVE")) };
     },
 
-    deleteCluster(request) {
+    async deleteCluster(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      clusters.delete(request.org, request.name, request.etag);
+      await clusters.delete(request.org, request.name, request.etag);
       return {};
     },
   };

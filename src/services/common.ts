@@ -31,19 +31,19 @@ export function checkNamedKey(org: string, name: string, checkName: (name: strin
  * The shared half of every List RPC: validates org and paging (after the caller's own filter
  * checks in `violations`), fetches one page and issues the token for the next, bound to `filters`.
  */
-export function listPage<T, M>(
+export async function listPage<T, M>(
   request: { org: string; pageSize: number; pageToken: string },
   filters: object,
   violations: Violations,
-  fetch: (page: PageRequest) => Page<T>,
+  fetch: (page: PageRequest) => Promise<Page<T>>,
   toMessage: (item: T) => M,
   sortKey: (item: T) => string[],
-): { items: M[]; nextPageToken: string } {
+): Promise<{ items: M[]; nextPageToken: string }> {
   checkOrgField(request.org, "org", violations);
   const fingerprint = JSON.stringify(filters);
   const page = parsePageRequest(request.pageSize, request.pageToken, fingerprint, violations);
   violations.throwIfAny();
-  const result = fetch(page);
+  const result = await fetch(page);
   const last = result.items.at(-1);
   return {
     items: result.items.map(toMessage),

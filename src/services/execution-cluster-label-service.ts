@@ -14,6 +14,7 @@ import { Violations } from "../core/errors.js";
 import {
   checkAssignmentKey,
   checkSelectRequest,
+  resolutionOrder,
   resolveLabel,
   scopeOf,
   type Assignment,
@@ -48,64 +49,70 @@ export function executionClusterLabelService(
   };
 
   return {
-    createClusterLabel(request) {
+    async createClusterLabel(request) {
       const label = requireMessage(request.label, "label");
       checkLabel(label, "label");
-      return { label: toLabelMessage(labels.create(label.org, label.name, label.clusters)) };
+      return { label: toLabelMessage(await labels.create(label.org, label.name, label.clusters)) };
     },
 
-    getClusterLabel(request) {
+    async getClusterLabel(request) {
       checkNamedKey(request.org, request.name);
-      return { label: toLabelMessage(labels.get(request.org, request.name)) };
+      return { label: toLabelMessage(await labels.get(request.org, request.name)) };
     },
 
-    listClusterLabels(request) {
+    async listClusterLabels(request) {
       const fetch = (page: PageRequest) => labels.list(request.org, page);
-      const { items, nextPageToken } = listPage(request, {}, new Violations(), fetch, toLabelMessage, (label) => [label.name]);
+      const { items, nextPageToken } = await listPage(request, {}, new Violations(), fetch, toLabelMessage, (label) => [label.name]);
       return { labels: items, nextPageToken };
     },
 
-    updateClusterLabel(request) {
+    async updateClusterLabel(request) {
       const label = requireMessage(request.label, "label");
       checkLabel(label, "label");
-      return { label: toLabelMessage(labels.update(label.org, label.name, label.clusters, label.etag)) };
+      return { label: toLabelMessage(await labels.update(label.org, label.name, label.clusters, label.etag)) };
     },
 
-    deleteClusterLabel(request) {
+    async deleteClusterLabel(request) {
       checkNamedKey(request.org, request.name);
-      labels.delete(request.org, request.name);
+      await labels.delete(request.org, request.name);
       return {};
     },
 
-    getDefaultClusterLabel(request) {
+    async getDefaultClusterLabel(request) {
       const violations = new Violations();
       checkOrgField(request.org, "org", violations);
       violations.throwIfAny();
-      return { label: labels.getDefault(request.org) };
+      return { label: await labels.getDefault(request.org) };
     },
 
-    setDefaultClusterLabel(request) {
+    async setDefaultClusterLabel(request) {
       const violations = new Violations();
       checkOrgField(request.org, "org", violations);
       if (request.label !== "") violations.add("label", checkResourceName(request.label));
       violations.throwIfAny();
-      return { label: labels.setDefault(request.org, request.label, "label") };
+      return { label: await labels.setDefault(request.org, request.label, "label") };
     },
 
-    updateExecutionClusterLabel(request) {
+    async updateExecutionClusterLabel(request) {
       const assignment = requireMessage(request.executionClusterLabel, "execution_cluster_label");
       const prefix = "execution_cluster_label.";
       const violations = checkAssignment(assignment, prefix);
       violations.add(`${prefix}value`, checkResourceName(assignment.value));
       violations.throwIfAny();
-      const stored = assignments.upsert(assignment, assignment.value, `${prefix}value`);
+      const stored = await assignments.upsert(assignment, assignment.value, `${prefix}value`);
       return { executionClusterLabel: toAssignmentMessage(stored) };
     },
 
-    getExecutionClusterLabel(request) {
+    async getExecutionClusterLabel(request) {
       checkAssignment(request, "").throwIfAny();
-      const stored = assignments.find(request);
-      const effective = resolveLabel(request, (scope) => assignments.find(scope)?.value, labels.getDefault(request.org));
+      // One read transaction: the stored row, every scope it may inherit from and the default agree.
+      const { value: read } = await stores.changes.readAt(async () => {
+        const inherited = new Map<string, string | undefined>();
+        for (const scope of resolutionOrder(request)) inherited.set(scopeKey(scope), (await assignments.find(scope))?.value);
+        return { stored: await assignments.find(request), inherited, defaultLabel: await labels.getDefault(request.org) };
+      });
+      const { stored } = read;
+      const effective = resolveLabel(request, (scope) => read.inherited.get(scopeKey(scope)), read.defaultLabel);
       return {
         executionClusterLabel: stored && toAssignmentMessage(stored),
         effectiveValue: effective?.value ?? "",
@@ -113,27 +120,33 @@ export function executionClusterLabelService(
       };
     },
 
-    deleteExecutionClusterLabel(request) {
+    async deleteExecutionClusterLabel(request) {
       checkAssignment(request, "").throwIfAny();
-      assignments.delete(request);
+      await assignments.delete(request);
       return {};
     },
 
-    listExecutionClusterLabels(request) {
+    async listExecutionClusterLabels(request) {
       const violations = new Violations();
       if (request.project !== "") violations.add("project", checkResourceName(request.project));
       if (request.domain !== "") violations.add("domain", checkDomain(request.domain, domains));
       const filter = { project: request.project, domain: request.domain };
       const fetch = (page: PageRequest) => assignments.list(request.org, filter, page);
-      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toAssignmentMessage, assignmentSortKey);
+      const { items, nextPageToken } = await listPage(request, filter, violations, fetch, toAssignmentMessage, assignmentSortKey);
       return { executionClusterLabels: items, nextPageToken };
     },
 
     selectCluster(request) {
-      return selectCluster(routing, toSelectRequest(request, domains));
+      // Answered from memory without waiting; only a request before the index's first load waits for it.
+      const select = () => selectCluster(routing, toSelectRequest(request, domains));
+      return routing.loaded ? select() : routing.ready.then(select);
     },
   };
 
+}
+
+function scopeKey(scope: AssignmentKey): string {
+  return [scope.project, scope.domain, scope.workflow, scope.launchPlan].join("\0");
 }
 
 function checkLabel(label: ClusterLabelMessage, field: string): void {

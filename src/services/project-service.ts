@@ -29,48 +29,48 @@ export function projectService(
     violations.throwIfAny();
   };
   return {
-    createProject(request) {
+    async createProject(request) {
       const project = requireMessage(request.project, "project");
       const violations = new Violations();
       checkOrgField(project.org, "project.org", violations);
       checkProjectId(project.id, domains, namespaces, "project.id", violations);
       checkProjectText(project.name, project.description, "project", violations);
       violations.throwIfAny();
-      const created = projects.create({ org: project.org, id: project.id, name: project.name, description: project.description });
+      const created = await projects.create({ org: project.org, id: project.id, name: project.name, description: project.description });
       return { project: toMessage(created) };
     },
 
-    getProject(request) {
+    async getProject(request) {
       checkKey(request.org, request.id);
-      return { project: toMessage(projects.get(request.org, request.id)) };
+      return { project: toMessage(await projects.get(request.org, request.id)) };
     },
 
-    listProjects(request) {
+    async listProjects(request) {
       const violations = new Violations();
       const state = stateFilter<ProjectState>(ProjectStateEnum, request.state, "state", violations);
       const fetch = (page: PageRequest) => projects.list(request.org, state, page);
-      const { items, nextPageToken } = listPage(request, { state }, violations, fetch, toMessage, (project) => [project.id]);
+      const { items, nextPageToken } = await listPage(request, { state }, violations, fetch, toMessage, (project) => [project.id]);
       return { projects: items, nextPageToken };
     },
 
-    updateProject(request) {
+    async updateProject(request) {
       const project = requireMessage(request.project, "project");
       const violations = new Violations();
       checkOrgField(project.org, "project.org", violations);
       violations.add("project.id", checkResourceName(project.id));
       checkProjectText(project.name, project.description, "project", violations);
       violations.throwIfAny();
-      return { project: toMessage(projects.update(project.org, project.id, project.name, project.description, project.etag)) };
+      return { project: toMessage(await projects.update(project.org, project.id, project.name, project.description, project.etag)) };
     },
 
-    archiveProject(request) {
+    async archiveProject(request) {
       checkKey(request.org, request.id);
-      return { project: toMessage(projects.setState(request.org, request.id, "ARCHIVED")) };
+      return { project: toMessage(await projects.setState(request.org, request.id, "ARCHIVED")) };
     },
 
-    activateProject(request) {
+    async activateProject(request) {
       checkKey(request.org, request.id);
-      return { project: toMessage(projects.setState(request.org, request.id, "ACTIVE")) };
+      return { project: toMessage(await projects.setState(request.org, request.id, "ACTIVE")) };
     },
   };
 }

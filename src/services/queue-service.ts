@@ -17,7 +17,7 @@ import { checkNamedKey, checkOrgField, listPage, requireMessage, stateFilter, to
 /** QueueService: validates requests, then hands them to the queue repository. */
 export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueService> {
   return {
-    createQueue(request) {
+    async createQueue(request) {
       const queue = requireMessage(request.queue, "queue");
       const violations = new Violations();
       checkOrgField(queue.org, "queue.org", violations);
@@ -25,7 +25,7 @@ export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueS
       if (queue.pool !== "") violations.add("queue.pool", checkResourceName(queue.pool));
       checkClusterSelector(queue.clusters, "queue.clusters", violations);
       violations.throwIfAny();
-      const created = queues.create({
+      const created = await queues.create({
         org: queue.org,
         name: queue.name,
         pool: queue.pool || DEFAULT_POOL_NAME,
@@ -34,43 +34,43 @@ export function queueService(queues: QueueRepository): ServiceImpl<typeof QueueS
       return { queue: toQueueMessage(created) };
     },
 
-    getQueue(request) {
+    async getQueue(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { queue: toQueueMessage(queues.get(request.org, request.name)) };
+      return { queue: toQueueMessage(await queues.get(request.org, request.name)) };
     },
 
-    listQueues(request) {
+    async listQueues(request) {
       const violations = new Violations();
       if (request.pool !== "") violations.add("pool", checkResourceName(request.pool));
       const filter = { pool: request.pool, state: stateFilter<QueueState>(QueueStateEnum, request.state, "state", violations) };
       const fetch = (page: PageRequest) => queues.list(request.org, filter, page);
-      const { items, nextPageToken } = listPage(request, filter, violations, fetch, toQueueMessage, (queue) => [queue.name]);
+      const { items, nextPageToken } = await listPage(request, filter, violations, fetch, toQueueMessage, (queue) => [queue.name]);
       return { queues: items, nextPageToken };
     },
 
-    updateQueue(request) {
+    async updateQueue(request) {
       const queue = requireMessage(request.queue, "queue");
       const violations = new Violations();
       checkOrgField(queue.org, "queue.org", violations);
       violations.add("queue.name", checkClusterName(queue.name));
       checkClusterSelector(queue.clusters, "queue.clusters", violations);
       violations.throwIfAny();
-      return { queue: toQueueMessage(queues.update(queue.org, queue.name, queue.clusters, queue.etag, queue.pool)) };
+      return { queue: toQueueMessage(await queues.update(queue.org, queue.name, queue.clusters, queue.etag, queue.pool)) };
     },
 
-    drainQueue(request) {
+    async drainQueue(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { queue: toQueueMessage(queues.setState(request.org, request.name, "DRAINED")) };
+      return { queue: toQueueMessage(await queues.setState(request.org, request.name, "DRAINED")) };
     },
 
-    activateQueue(request) {
+    async activateQueue(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      return { queue: toQueueMessage(queues.setState(request.org, request.name, "ACTIVE")) };
+      return { queue: toQueueMessage(await queues.setState(request.org, request.name, "ACTIVE")) };
     },
 
-    deleteQueue(request) {
+    async deleteQueue(request) {
       checkNamedKey(request.org, request.name, checkClusterName);
-      queues.delete(request.org, request.name, request.etag);
+      await queues.delete(request.org, request.name, request.etag);
       return {};
     },
   };

@@ -142,20 +142,20 @@ export class WatchHub {
   private async *events(request: WatchRequest, kinds: Set<ChangeKind>, stream: StreamQueue, stop: AbortSignal): AsyncGenerator<WatchResponse> {
     let cursor: number;
     if (request.sinceRevision === undefined) {
-      const snapshot = this.snapshot(request.org, kinds);
+      const snapshot = await this.snapshot(request.org, kinds);
       for (const change of snapshot.changes) yield event({ case: "change", value: change });
       cursor = snapshot.revision;
       yield event({ case: "snapshotComplete", value: create(SnapshotCompleteSchema, { revision: BigInt(cursor) }) });
     } else {
       cursor = Number(request.sinceRevision);
-      this.requireRetained(cursor);
-      for (const entry of this.backlog(cursor)) {
+      await this.requireRetained(cursor);
+      for await (const entry of this.backlog(cursor)) {
         cursor = entry.revision;
         if (entry.change.org === request.org && kinds.has(entry.change.kind)) yield event({ case: "change", value: toChange(entry, this.stores) });
       }
     }
     while (!stop.aborted) {
-      if (stream.behindRetention) throw compactedAway(cursor, this.stores.changes.oldestResumable());
+      if (stream.behindRetention) throw compactedAway(cursor, await this.stores.changes.oldestResumable());
       if (stream.overflowed) {
         throw new ConnectError(
           `this Watch stream fell more than ${stream.limit} changes behind; resume with since_revision ${cursor} once you can keep up`,
@@ -178,9 +178,9 @@ export class WatchHub {
    * batches while the client takes them, so compaction may overtake a slow reader: that ends the
    * stream (OUT_OF_RANGE) rather than skipping what was removed.
    */
-  private *backlog(cursor: number): Generator<LogEntry> {
+  private async *backlog(cursor: number): AsyncGenerator<LogEntry> {
     const until = this.stores.changes.appliedRevision;
-    for (let batch = this.readRetainedAfter(cursor); batch.length > 0; batch = this.readRetainedAfter(cursor)) {
+    for (let batch = await this.readRetainedAfter(cursor); batch.length > 0; batch = await this.readRetainedAfter(cursor)) {
       for (const entry of batch) {
         if (entry.revision > until) return;
         cursor = entry.revision;
@@ -189,27 +189,31 @@ export class WatchHub {
     }
   }
 
-  private readRetainedAfter(cursor: number): LogEntry[] {
-    const batch = this.stores.changes.readAfter(cursor);
-    const oldest = this.stores.changes.oldestResumable();
+  private async readRetainedAfter(cursor: number): Promise<LogEntry[]> {
+    const batch = await this.stores.changes.readAfter(cursor);
+    const oldest = await this.stores.changes.oldestResumable();
     if (cursor < oldest) throw compactedAway(cursor, oldest);
     return batch;
   }
 
-  private requireRetained(since: number): void {
-    const oldest = this.stores.changes.oldestResumable();
+  private async requireRetained(since: number): Promise<void> {
+    const oldest = await this.stores.changes.oldestResumable();
     if (since < oldest) throw compactedAway(since, oldest);
-    const newest = this.stores.changes.currentRevision();
+    const newest = await this.stores.changes.currentRevision();
     if (since > newest) {
       throw new ConnectError(`since_revision ${since} is ahead of the newest revision ${newest}; it was not issued by this database`, Code.OutOfRange);
     }
   }
 
   /** The current state of every matching resource and the revision it is at. */
-  private snapshot(org: string, kinds: Set<ChangeKind>): { changes: ResourceChange[]; revision: number } {
-    const { revision, value: changes } = this.stores.changes.readAt(() =>
-      [...kinds].flatMap((kind) => currentStates(this.stores, org, kind).map((state) => snapshotChange(kind, org, state, this.stores))),
-    );
+  private async snapshot(org: string, kinds: Set<ChangeKind>): Promise<{ changes: ResourceChange[]; revision: number }> {
+    const { revision, value: changes } = await this.stores.changes.readAt(async () => {
+      const read: ResourceChange[] = [];
+      for (const kind of kinds) {
+        for (const state of await currentStates(this.stores, org, kind)) read.push(snapshotChange(kind, org, state, this.stores));
+      }
+      return read;
+    });
     return { changes, revision };
   }
 }
@@ -372,7 +376,7 @@ function resourceOf(change: Change, state: unknown, stores: Stores): ResourceCha
 }
 
 /** Every resource of one kind in an organization, as List would show it, page by page. */
-function currentStates(stores: Stores, org: string, kind: ChangeKind): ({ revision?: number } & object)[] {
+async function currentStates(stores: Stores, org: string, kind: ChangeKind): Promise<({ revision?: number } & object)[]> {
   switch (kind) {
     case "pool":
       return listAll((page) => stores.pools.list(org, page), (pool: ClusterPool) => [pool.name]);
@@ -390,24 +394,26 @@ function currentStates(stores: Stores, org: string, kind: ChangeKind): ({ revisi
         (a: Assignment) => [a.project, a.domain, a.workflow, a.launchPlan],
       );
     case "default-label": {
-      const entry = stores.labels.defaultEntry(org);
+      const entry = await stores.labels.defaultEntry(org);
       return entry ? [entry] : [];
     }
-    case "cluster-sync":
-      return currentStates(stores, org, "cluster").flatMap((cluster) => {
-        const { name, sync } = cluster as Cluster;
-        return sync ? [{ ...sync, cluster: name, revision: stores.sync.revision(org, name) }] : [];
-      });
+    case "cluster-sync": {
+      const statuses: (SyncStatus & { cluster: string; revision: number })[] = [];
+      for (const cluster of (await currentStates(stores, org, "cluster")) as Cluster[]) {
+        if (cluster.sync) statuses.push({ ...cluster.sync, cluster: cluster.name, revision: await stores.sync.revision(org, cluster.name) });
+      }
+      return statuses;
+    }
   }
 }
 
 const SNAPSHOT_PAGE = 1000;
 
-function listAll<T>(fetch: (page: PageRequest) => Page<T>, sortKey: (item: T) => string[]): T[] {
+async function listAll<T>(fetch: (page: PageRequest) => Promise<Page<T>>, sortKey: (item: T) => string[]): Promise<T[]> {
   const items: T[] = [];
   let after: string[] | null = null;
   for (;;) {
-    const page = fetch({ size: SNAPSHOT_PAGE, after });
+    const page = await fetch({ size: SNAPSHOT_PAGE, after });
     items.push(...page.items);
     if (!page.hasMore || page.items.length === 0) return items;
     after = sortKey(page.items.at(-1)!);

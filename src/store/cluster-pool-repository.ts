@@ -8,34 +8,24 @@ import {
 import { alreadyExists, failedPrecondition, listInWords, notFound } from "../core/errors.js";
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
+import type { Selectable } from "kysely";
 import type { ChangeLog } from "./changes.js";
-import type { Db } from "./database.js";
+import type { Tables } from "./schema.js";
 import { nextUpdateTime, type Page } from "./rows.js";
 
-interface PoolRow {
-  org: string;
-  name: string;
-  object_store_uri: string;
-  object_store_endpoint: string;
-  secret_store_type: string;
-  secret_store_locator: string;
-  image_registry_locator: string;
-  create_time: number;
-  update_time: number;
-  version: number;
-  revision: number;
-}
-
+type PoolRow = Selectable<Tables["cluster_pools"]>;
 
 /**
- * Cluster pools in SQLite. Member clusters are never stored on the pool: they are read from the
- * clusters table, the one place a registration lives.
+ * Cluster pools. Member clusters are never stored on the pool: they are read from the clusters
+ * table, the one place a registration lives.
  */
 export class ClusterPoolRepository {
-  constructor(
-    private readonly db: Db,
-    private readonly changes: ChangeLog,
-  ) {}
+  constructor(private readonly changes: ChangeLog) {}
+
+  /** The current unit of work's transaction, or the shared handle. */
+  private get db() {
+    return this.changes.db;
+  }
 
   /**
    * Stores the organization's default pool if it is not stored yet. Only writes call it, inside
@@ -43,110 +33,108 @@ export class ClusterPoolRepository {
    * reads answer with the default pool as it would be stored. It starts with an empty
    * configuration, which an operator fills in with UpdateClusterPool.
    */
-  ensureDefaultPool(org: string): void {
-    this.insert(org, DEFAULT_POOL_NAME, EMPTY_POOL_CONFIG, "ON CONFLICT (org, name) DO NOTHING");
+  async ensureDefaultPool(org: string): Promise<void> {
+    await this.insert(org, DEFAULT_POOL_NAME, EMPTY_POOL_CONFIG, "skip-existing");
   }
 
-  create(org: string, name: string, config: ClusterPoolConfig): ClusterPool {
-    return this.changes.write(() => {
-      if (this.exists(org, name)) {
+  create(org: string, name: string, config: ClusterPoolConfig): Promise<ClusterPool> {
+    return this.changes.write(async () => {
+      if (await this.exists(org, name)) {
         throw alreadyExists(`cluster pool "${name}" already exists; use UpdateClusterPool to change its config`);
       }
-      this.ensureDefaultPool(org);
-      this.insert(org, name, config, "");
+      await this.ensureDefaultPool(org);
+      await this.insert(org, name, config, "fail-on-existing");
       return this.get(org, name);
     });
   }
 
-  get(org: string, name: string): ClusterPool {
-    const row = this.findRow(org, name) ?? (name === DEFAULT_POOL_NAME ? this.unstoredDefault(org) : undefined);
+  async get(org: string, name: string): Promise<ClusterPool> {
+    const row = (await this.findRow(org, name)) ?? (name === DEFAULT_POOL_NAME ? this.unstoredDefault(org) : undefined);
     if (!row) throw poolNotFound(name);
-    return toPool(row, this.memberClusters(org, [name]).get(name) ?? []);
+    return toPool(row, (await this.memberClusters(org, [name])).get(name) ?? []);
   }
 
   /** The pool as stored, or undefined (an unstored default pool is not a stored resource). */
-  findStored(org: string, name: string): ClusterPool | undefined {
-    const row = this.findRow(org, name);
-    return row && toPool(row, this.memberClusters(org, [name]).get(name) ?? []);
+  async findStored(org: string, name: string): Promise<ClusterPool | undefined> {
+    const row = await this.findRow(org, name);
+    return row && toPool(row, (await this.memberClusters(org, [name])).get(name) ?? []);
   }
 
   /** Whether the pool exists (the default pool always does). */
-  exists(org: string, name: string): boolean {
-    return name === DEFAULT_POOL_NAME || this.findRow(org, name) !== undefined;
+  async exists(org: string, name: string): Promise<boolean> {
+    return name === DEFAULT_POOL_NAME || (await this.findRow(org, name)) !== undefined;
   }
 
-  list(org: string, page: PageRequest): Page<ClusterPool> {
+  async list(org: string, page: PageRequest): Promise<Page<ClusterPool>> {
     const after = page.after?.[0] ?? "";
-    const rows = this.db
-      .prepare(`SELECT * FROM cluster_pools WHERE org = ? AND name > ? ORDER BY name LIMIT ?`)
-      .all(org, after, page.size + 1) as PoolRow[];
-    if (DEFAULT_POOL_NAME > after && !this.findRow(org, DEFAULT_POOL_NAME)) {
+    const rows: PoolRow[] = await this.db
+      .selectFrom("cluster_pools")
+      .selectAll()
+      .where("org", "=", org)
+      .where("name", ">", after)
+      .orderBy("name")
+      .limit(page.size + 1)
+      .execute();
+    if (DEFAULT_POOL_NAME > after && !(await this.findRow(org, DEFAULT_POOL_NAME))) {
       rows.push(this.unstoredDefault(org));
       rows.sort((a, b) => (a.name < b.name ? -1 : 1));
     }
     const pageRows = rows.slice(0, page.size);
-    const members = this.memberClusters(org, pageRows.map((row) => row.name));
+    const members = await this.memberClusters(org, pageRows.map((row) => row.name));
     return {
       items: pageRows.map((row) => toPool(row, members.get(row.name) ?? [])),
       hasMore: rows.length > page.size,
     };
   }
 
-  update(org: string, name: string, config: ClusterPoolConfig, etag: string): ClusterPool {
-    return this.changes.write(() => {
-      const current = this.get(org, name);
-      if (name === DEFAULT_POOL_NAME) this.ensureDefaultPool(org);
+  update(org: string, name: string, config: ClusterPoolConfig, etag: string): Promise<ClusterPool> {
+    return this.changes.write(async () => {
+      const current = await this.get(org, name);
+      if (name === DEFAULT_POOL_NAME) await this.ensureDefaultPool(org);
       checkEtag("cluster pool", name, etag, current.etag);
-      this.db
-        .prepare(
-          `UPDATE cluster_pools SET object_store_uri = @object_store_uri,
-             object_store_endpoint = @object_store_endpoint, secret_store_type = @secret_store_type,
-             secret_store_locator = @secret_store_locator, image_registry_locator = @image_registry_locator,
-             update_time = @now, version = version + 1
-           WHERE org = @org AND name = @name`,
-        )
-        .run({ org, name, now: nextUpdateTime(current), ...configColumns(config) });
-      this.changes.record({ kind: "pool", org, name });
+      await this.db
+        .updateTable("cluster_pools")
+        .set((eb) => ({ ...configColumns(config), update_time: nextUpdateTime(current), version: eb("version", "+", 1) }))
+        .where("org", "=", org)
+        .where("name", "=", name)
+        .execute();
+      await this.changes.record({ kind: "pool", org, name });
       return this.get(org, name);
     });
   }
 
-  delete(org: string, name: string, etag: string): void {
-    this.changes.write(() => {
-      const current = this.get(org, name);
+  delete(org: string, name: string, etag: string): Promise<void> {
+    return this.changes.write(async () => {
+      const current = await this.get(org, name);
       if (name === DEFAULT_POOL_NAME) {
         throw failedPrecondition(
           `the default cluster pool cannot be deleted: clusters registered without a pool join it`,
         );
       }
       checkEtag("cluster pool", name, etag, current.etag);
-      this.rejectWhileReferenced(org, name);
-      this.db.prepare("DELETE FROM cluster_pools WHERE org = ? AND name = ?").run(org, name);
-      this.changes.record({ kind: "pool", org, name });
+      await this.rejectWhileReferenced(org, name);
+      await this.db.deleteFrom("cluster_pools").where("org", "=", org).where("name", "=", name).execute();
+      await this.changes.record({ kind: "pool", org, name });
     });
   }
 
-  private insert(org: string, name: string, config: ClusterPoolConfig, onConflict: "" | "ON CONFLICT (org, name) DO NOTHING"): void {
-    const { changes } = this.db
-      .prepare(
-        `INSERT INTO cluster_pools (org, name, object_store_uri, object_store_endpoint,
-           secret_store_type, secret_store_locator, image_registry_locator, create_time, update_time, version)
-         VALUES (@org, @name, @object_store_uri, @object_store_endpoint, @secret_store_type,
-           @secret_store_locator, @image_registry_locator, @now, @now, 1) ${onConflict}`,
-      )
-      .run({ org, name, now: Date.now(), ...configColumns(config) });
-    if (changes > 0) this.changes.record({ kind: "pool", org, name });
+  private async insert(org: string, name: string, config: ClusterPoolConfig, existing: "skip-existing" | "fail-on-existing"): Promise<void> {
+    const now = Date.now();
+    const result = await this.db
+      .insertInto("cluster_pools")
+      .values({ org, name, ...configColumns(config), create_time: now, update_time: now, version: 1 })
+      .$if(existing === "skip-existing", (insert) => insert.onConflict((conflict) => conflict.columns(["org", "name"]).doNothing()))
+      .executeTakeFirst();
+    if (Number(result.numInsertedOrUpdatedRows ?? 0) > 0) await this.changes.record({ kind: "pool", org, name });
   }
 
-  private rejectWhileReferenced(org: string, name: string): void {
-    const clusters = this.db
-      .prepare("SELECT name FROM clusters WHERE org = ? AND pool = ? ORDER BY name")
-      .pluck()
-      .all(org, name) as string[];
-    const queues = this.db
-      .prepare("SELECT name FROM queues WHERE org = ? AND pool = ? ORDER BY name")
-      .pluck()
-      .all(org, name) as string[];
+  private async rejectWhileReferenced(org: string, name: string): Promise<void> {
+    const namesIn = async (table: "clusters" | "queues") =>
+      (await this.db.selectFrom(table).select("name").where("org", "=", org).where("pool", "=", name).orderBy("name").execute()).map(
+        (row) => row.name,
+      );
+    const clusters = await namesIn("clusters");
+    const queues = await namesIn("queues");
     if (clusters.length === 0 && queues.length === 0) return;
     const references = [
       clusters.length ? `cluster(s) ${listInWords(clusters)}` : "",
@@ -163,21 +151,21 @@ export class ClusterPoolRepository {
     return { org, name: DEFAULT_POOL_NAME, ...configColumns(EMPTY_POOL_CONFIG), create_time: 0, update_time: 0, version: 0, revision: 0 };
   }
 
-  private findRow(org: string, name: string): PoolRow | undefined {
-    return this.db
-      .prepare("SELECT * FROM cluster_pools WHERE org = ? AND name = ?")
-      .get(org, name) as PoolRow | undefined;
+  private findRow(org: string, name: string): Promise<PoolRow | undefined> {
+    return this.db.selectFrom("cluster_pools").selectAll().where("org", "=", org).where("name", "=", name).executeTakeFirst();
   }
 
-  private memberClusters(org: string, pools: readonly string[]): Map<string, string[]> {
+  private async memberClusters(org: string, pools: readonly string[]): Promise<Map<string, string[]>> {
     const members = new Map<string, string[]>();
     if (pools.length === 0) return members;
-    const rows = this.db
-      .prepare(
-        `SELECT pool, name FROM clusters
-         WHERE org = ? AND pool IN (SELECT value FROM json_each(?)) ORDER BY pool, name`,
-      )
-      .all(org, JSON.stringify(pools)) as { pool: string; name: string }[];
+    const rows = await this.db
+      .selectFrom("clusters")
+      .select(["pool", "name"])
+      .where("org", "=", org)
+      .where("pool", "in", pools)
+      .orderBy("pool")
+      .orderBy("name")
+      .execute();
     for (const row of rows) {
       const list = members.get(row.pool) ?? [];
       list.push(row.name);

@@ -1,80 +1,80 @@
-import Database from "better-sqlite3";
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
 import { MIGRATIONS, type Migration } from "./migrations.js";
+import type { Engine } from "./engine.js";
+import { SqliteEngine } from "./sqlite-engine.js";
 
-export type Db = Database.Database;
-
-/**
- * Opens (creating if needed) the SQLite database at `path` (":memory:" for tests), with WAL
- * journaling and foreign keys on, and applies every pending migration.
- */
 /** How long a write waits for another process's write lock before answering UNAVAILABLE. */
 export const DEFAULT_LOCK_TIMEOUT_MS = 5_000;
 
-export function openDatabase(
+/**
+ * Opens (creating if needed) the database at `path` (":memory:" for tests) and applies every
+ * pending migration.
+ */
+export async function openDatabase(
   path: string,
   migrations: readonly Migration[] = MIGRATIONS,
   lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS,
-): Db {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
+): Promise<Engine> {
+  const engine = await SqliteEngine.open(path, lockTimeoutMs);
   try {
-    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(lockTimeoutMs))}`);
-    // Switching a fresh file to WAL (and the recovery of one) can report SQLITE_BUSY without
-    // waiting in the busy handler when another process does the same at that moment.
-    retryWhileBusy(() => db.pragma("journal_mode = WAL"), lockTimeoutMs);
-    db.pragma("foreign_keys = ON");
-    db.pragma("synchronous = NORMAL");
-    retryWhileBusy(() => applyMigrations(db, migrations), lockTimeoutMs);
+    await whileLocked(engine, lockTimeoutMs, () => applyMigrations(engine, migrations));
   } catch (error) {
-    db.close();
+    await engine.close();
     throw error;
   }
-  return db;
+  return engine;
 }
 
-const BUSY_RETRY_MS = 10;
+const LOCKED_RETRY_MS = 10;
 
-function retryWhileBusy<T>(step: () => T, timeoutMs: number): T {
+/**
+ * Retries `step` while another process holds the lock, up to `timeoutMs`: opening a fresh file
+ * from two processes at once can report "locked" without waiting in the engine's lock wait.
+ */
+async function whileLocked(engine: Engine, timeoutMs: number, step: () => Promise<void>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      return step();
+      return await step();
     } catch (error) {
-      const busy = (error as { code?: string }).code?.startsWith("SQLITE_BUSY") ?? false;
-      if (!busy || Date.now() >= deadline) throw error;
-      // Opening happens once at start, before anything else runs: blocking here is fine.
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, BUSY_RETRY_MS);
+      if (!engine.isLockTimeout(error) || Date.now() >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, LOCKED_RETRY_MS));
     }
   }
 }
 
+const SCHEMA_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
+  version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`;
+
 /**
- * Applies pending migrations inside one write-locked (IMMEDIATE) transaction: processes starting
- * together on a fresh file queue up on the lock, and each one after the first finds nothing to do.
+ * Applies pending migrations inside one write-locked transaction: processes starting together on
+ * a fresh database queue up on the lock, and each one after the first finds nothing to do.
  */
-export function applyMigrations(db: Db, migrations: readonly Migration[]): void {
-  db.transaction(() => {
-    db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
-      version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
-    const applied = new Set(db.prepare("SELECT version FROM schema_migrations").pluck().all() as number[]);
-    const record = db.prepare("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)");
+export async function applyMigrations(engine: Engine, migrations: readonly Migration[]): Promise<void> {
+  await engine.writeTransaction(async (trx) => {
+    await engine.executeScript(trx, SCHEMA_MIGRATIONS_TABLE);
+    const applied = new Set((await trx.selectFrom("schema_migrations").select("version").execute()).map((row) => Number(row.version)));
     for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
       if (applied.has(migration.version)) continue;
-      db.exec(migration.sql);
-      record.run(migration.version, migration.description, Date.now());
+      await engine.executeScript(trx, migration.sql);
+      await trx
+        .insertInto("schema_migrations")
+        .values({ version: migration.version, description: migration.description, applied_at: Date.now() })
+        .execute();
     }
-  }).immediate();
+  });
 }
 
 /** The highest migration version applied, for readiness checks. */
-export function schemaVersion(db: Db): number {
-  return (db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").pluck().get() as number) ?? 0;
+export async function schemaVersion(engine: Engine): Promise<number> {
+  const row = await engine.db
+    .selectFrom("schema_migrations")
+    .select((eb) => eb.fn.max("version").as("version"))
+    .executeTakeFirst();
+  return Number(row?.version ?? 0);
 }
 
 /** True when every known migration has been applied. */
-export function isSchemaCurrent(db: Db, migrations: readonly Migration[] = MIGRATIONS): boolean {
+export async function isSchemaCurrent(engine: Engine, migrations: readonly Migration[] = MIGRATIONS): Promise<boolean> {
   const latest = Math.max(0, ...migrations.map((m) => m.version));
-  return schemaVersion(db) >= latest;
+  return (await schemaVersion(engine)) >= latest;
 }

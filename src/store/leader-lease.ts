@@ -1,5 +1,4 @@
 import type { ChangeLog } from "./changes.js";
-import type { Db } from "./database.js";
 
 /** Who holds a lease, until when. */
 export interface LeaseHolder {
@@ -34,58 +33,48 @@ export const DEFAULT_LEASE_TIMINGS: LeaseTimings = {
  * clocks of the processes sharing the database (on one machine for SQLite).
  */
 export class LeaseStore {
-  constructor(
-    private readonly db: Db,
-    private readonly changes: ChangeLog,
-  ) {}
+  constructor(private readonly changes: ChangeLog) {}
 
   /**
    * Takes or renews the lease for `holder`; returns who holds it afterwards. `maxWaitMs` bounds the
    * wait for another writer's lock (a renewal must not outwait its own deadline).
    */
-  acquire(name: string, holder: string, durationMs: number, now = Date.now(), maxWaitMs?: number): LeaseHolder {
-    if (maxWaitMs === undefined) return this.acquireNow(name, holder, durationMs, now);
-    const usual = this.db.pragma("busy_timeout", { simple: true }) as number;
-    this.db.pragma(`busy_timeout = ${Math.max(0, Math.min(usual, Math.floor(maxWaitMs)))}`);
-    try {
-      return this.acquireNow(name, holder, durationMs, now);
-    } finally {
-      this.db.pragma(`busy_timeout = ${usual}`);
-    }
-  }
-
-  private acquireNow(name: string, holder: string, durationMs: number, now: number): LeaseHolder {
-    return this.changes.write(() => {
-      const current = this.get(name);
+  acquire(name: string, holder: string, durationMs: number, now = Date.now(), maxWaitMs?: number): Promise<LeaseHolder> {
+    const options = maxWaitMs === undefined ? undefined : { lockTimeoutMs: maxWaitMs };
+    return this.changes.write(async () => {
+      const current = await this.get(name);
       if (current && current.holder !== holder && current.expiresAt.getTime() > now) return current;
       const acquiredAt = current?.holder === holder ? current.acquiredAt.getTime() : now;
-      this.db
-        .prepare(
-          `INSERT INTO leases (name, holder, acquired_at, renewed_at, expires_at) VALUES (?, ?, ?, ?, ?)
-           ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
-             renewed_at = excluded.renewed_at, expires_at = excluded.expires_at`,
+      await this.changes.db
+        .insertInto("leases")
+        .values({ name, holder, acquired_at: acquiredAt, renewed_at: now, expires_at: now + durationMs })
+        .onConflict((conflict) =>
+          conflict.column("name").doUpdateSet((eb) => ({
+            holder: eb.ref("excluded.holder"),
+            acquired_at: eb.ref("excluded.acquired_at"),
+            renewed_at: eb.ref("excluded.renewed_at"),
+            expires_at: eb.ref("excluded.expires_at"),
+          })),
         )
-        .run(name, holder, acquiredAt, now, now + durationMs);
-      return this.get(name)!;
-    });
+        .execute();
+      return (await this.get(name))!;
+    }, options);
   }
 
   /** Gives the lease up at once (graceful shutdown), if `holder` has it. */
-  release(name: string, holder: string): void {
-    this.changes.write(() => {
-      this.db.prepare("DELETE FROM leases WHERE name = ? AND holder = ?").run(name, holder);
+  async release(name: string, holder: string): Promise<void> {
+    await this.changes.write(async () => {
+      await this.changes.db.deleteFrom("leases").where("name", "=", name).where("holder", "=", holder).execute();
     });
   }
 
-  get(name: string): LeaseHolder | undefined {
-    const row = this.db.prepare("SELECT * FROM leases WHERE name = ?").get(name) as
-      | { holder: string; acquired_at: number; renewed_at: number; expires_at: number }
-      | undefined;
+  async get(name: string): Promise<LeaseHolder | undefined> {
+    const row = await this.changes.db.selectFrom("leases").selectAll().where("name", "=", name).executeTakeFirst();
     return row && {
       holder: row.holder,
-      acquiredAt: new Date(row.acquired_at),
-      renewedAt: new Date(row.renewed_at),
-      expiresAt: new Date(row.expires_at),
+      acquiredAt: new Date(Number(row.acquired_at)),
+      renewedAt: new Date(Number(row.renewed_at)),
+      expiresAt: new Date(Number(row.expires_at)),
     };
   }
 }
@@ -114,6 +103,8 @@ export class LeaderElector {
   private generation = 0;
   private steppingDown: Promise<void> | null = null;
   private leader: LeaseHolder | undefined;
+  /** The try in flight, if any: stop() waits for it, so it cannot take the lease after the release. */
+  private attempt: Promise<void> | null = null;
 
   constructor(
     private readonly leases: LeaseStore,
@@ -135,7 +126,7 @@ export class LeaderElector {
   start(): void {
     this.stopped = false;
     this.generation++;
-    this.tryOnce();
+    this.attempt = this.tryOnce(this.generation);
   }
 
   /**
@@ -148,22 +139,26 @@ export class LeaderElector {
     this.clearTimers();
     const wasLeading = this.leading;
     if (wasLeading) void this.stepDown();
+    await this.attempt;
     await this.steppingDown;
     if (!wasLeading || !this.stopped || generation !== this.generation) return;
     try {
-      this.leases.release(this.name, this.identity);
+      await this.leases.release(this.name, this.identity);
     } catch (error) {
       this.events.onError?.(error);
     }
   }
 
-  private tryOnce(): void {
+  private async tryOnce(generation: number): Promise<void> {
     if (this.stopped) return;
     const now = Date.now();
     // A renewal waits for the lock no longer than the leader may go without one.
     const maxWaitMs = this.leading ? this.lastRenewal + this.timings.renewDeadlineMs - now : undefined;
     try {
-      this.leader = this.leases.acquire(this.name, this.identity, this.timings.durationMs, now, maxWaitMs);
+      const leader = await this.leases.acquire(this.name, this.identity, this.timings.durationMs, now, maxWaitMs);
+      // Stopped (or stopped and started again) meanwhile: this try's answer is no longer ours to act on.
+      if (this.stopped || generation !== this.generation) return;
+      this.leader = leader;
       this.events.onLeaderSeen?.(this.leader);
       if (this.leader.holder === this.identity) {
         this.renewed(now);
@@ -173,7 +168,7 @@ export class LeaderElector {
     } catch (error) {
       this.events.onError?.(error);
     }
-    this.schedule();
+    this.schedule(generation);
   }
 
   /**
@@ -199,10 +194,10 @@ export class LeaderElector {
     this.deadline = null;
   }
 
-  private schedule(): void {
-    if (this.stopped) return;
+  private schedule(generation: number): void {
+    if (this.stopped || generation !== this.generation) return;
     const delay = this.leading ? this.timings.renewIntervalMs : this.timings.retryIntervalMs;
-    this.timer = setTimeout(() => this.tryOnce(), delay);
+    this.timer = setTimeout(() => (this.attempt = this.tryOnce(generation)), delay);
     this.timer.unref();
   }
 

@@ -1,3 +1,4 @@
+import type { Selectable } from "kysely";
 import { alreadyExists, failedPrecondition, listInWords, notFound } from "../core/errors.js";
 import { checkEtag, makeEtag } from "../core/etag.js";
 import type { PageRequest } from "../core/paging.js";
@@ -5,20 +6,9 @@ import { ALL_CLUSTERS, type Queue, type QueueState } from "../core/queue.js";
 import type { ClusterPoolRepository } from "./cluster-pool-repository.js";
 import { nextUpdateTime, type Page } from "./rows.js";
 import type { ChangeLog } from "./changes.js";
-import type { Db } from "./database.js";
+import type { Tables } from "./schema.js";
 
-interface QueueRow {
-  org: string;
-  name: string;
-  pool: string;
-  clusters: string;
-  state: string;
-  managed_by: string | null;
-  create_time: number;
-  update_time: number;
-  version: number;
-  revision: number;
-}
+type QueueRow = Selectable<Tables["queues"]>;
 
 export interface QueueFilter {
   pool: string;
@@ -33,132 +23,150 @@ export interface NewQueue {
 }
 
 /**
- * Queues in SQLite. Queues and clusters share one namespace of names per organization, so a
- * workload addressed by name is never ambiguous.
+ * Queues. Queues and clusters share one namespace of names per organization, so a workload
+ * addressed by name is never ambiguous.
  */
 export class QueueRepository {
   constructor(
-    private readonly db: Db,
     private readonly changes: ChangeLog,
     private readonly pools: ClusterPoolRepository,
   ) {}
 
-  create(queue: NewQueue): Queue {
-    return this.changes.write(() => {
-      this.requirePool(queue.org, queue.pool);
-      this.requireFreeName(queue.org, queue.name);
-      this.requireClustersOfPool(queue.org, queue.pool, queue.clusters);
-      this.pools.ensureDefaultPool(queue.org);
-      this.insert(queue, null);
-      this.changes.record({ kind: "queue", org: queue.org, name: queue.name });
+  /** The current unit of work's transaction, or the shared handle. */
+  private get db() {
+    return this.changes.db;
+  }
+
+  create(queue: NewQueue): Promise<Queue> {
+    return this.changes.write(async () => {
+      await this.requirePool(queue.org, queue.pool);
+      await this.requireFreeName(queue.org, queue.name);
+      await this.requireClustersOfPool(queue.org, queue.pool, queue.clusters);
+      await this.pools.ensureDefaultPool(queue.org);
+      await this.insert(queue, null);
+      await this.changes.record({ kind: "queue", org: queue.org, name: queue.name });
       return this.get(queue.org, queue.name);
     });
   }
 
   /** Inserts a queue row; `managedBy` names the cluster an implicit queue goes with. */
-  insert(queue: NewQueue, managedBy: string | null): void {
+  async insert(queue: NewQueue, managedBy: string | null): Promise<void> {
     const now = Date.now();
-    this.db
-      .prepare(
-        `INSERT INTO queues (org, name, pool, clusters, state, managed_by, create_time, update_time, version)
-         VALUES (?, ?, ?, ?, 'ACTIVE', ?, ?, ?, 1)`,
-      )
-      .run(queue.org, queue.name, queue.pool, JSON.stringify(queue.clusters), managedBy, now, now);
+    await this.db
+      .insertInto("queues")
+      .values({
+        org: queue.org,
+        name: queue.name,
+        pool: queue.pool,
+        clusters: JSON.stringify(queue.clusters),
+        state: "ACTIVE",
+        managed_by: managedBy,
+        create_time: now,
+        update_time: now,
+        version: 1,
+      })
+      .execute();
   }
 
-  get(org: string, name: string): Queue {
-    const queue = this.find(org, name);
+  async get(org: string, name: string): Promise<Queue> {
+    const queue = await this.find(org, name);
     if (!queue) throw notFound(`queue "${name}" does not exist; ListQueues shows the queues there are`);
     return queue;
   }
 
-  list(org: string, filter: QueueFilter, page: PageRequest): Page<Queue> {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM queues
-         WHERE org = @org AND name > @after
-           AND (@pool = '' OR pool = @pool) AND (@state = '' OR state = @state)
-         ORDER BY name LIMIT @limit`,
-      )
-      .all({ org, after: page.after?.[0] ?? "", pool: filter.pool, state: filter.state, limit: page.size + 1 }) as QueueRow[];
+  async list(org: string, filter: QueueFilter, page: PageRequest): Promise<Page<Queue>> {
+    const rows = await this.db
+      .selectFrom("queues")
+      .selectAll()
+      .where("org", "=", org)
+      .where("name", ">", page.after?.[0] ?? "")
+      .$if(filter.pool !== "", (query) => query.where("pool", "=", filter.pool))
+      .$if(filter.state !== "", (query) => query.where("state", "=", filter.state))
+      .orderBy("name")
+      .limit(page.size + 1)
+      .execute();
     return { items: rows.slice(0, page.size).map(toQueue), hasMore: rows.length > page.size };
   }
 
   /** Replaces the selector; `pool`, when given, must be the queue's own (a queue never leaves its pool). */
-  update(org: string, name: string, clusters: string[], etag: string, pool = ""): Queue {
-    return this.changes.write(() => {
-      const current = this.requireOwnQueue(org, name, "edited");
+  update(org: string, name: string, clusters: string[], etag: string, pool = ""): Promise<Queue> {
+    return this.changes.write(async () => {
+      const current = await this.requireOwnQueue(org, name, "edited");
       checkEtag("queue", name, etag, current.etag);
       if (pool !== "" && pool !== current.pool) {
         throw failedPrecondition(`queue "${name}" belongs to pool "${current.pool}" and cannot move to pool "${pool}"; create a queue in that pool instead`);
       }
-      this.requireClustersOfPool(org, current.pool, clusters);
-      this.db
-        .prepare(
-          `UPDATE queues SET clusters = ?, update_time = ?, version = version + 1 WHERE org = ? AND name = ?`,
-        )
-        .run(JSON.stringify(clusters), nextUpdateTime(current), org, name);
-      this.changes.record({ kind: "queue", org, name });
+      await this.requireClustersOfPool(org, current.pool, clusters);
+      await this.db
+        .updateTable("queues")
+        .set((eb) => ({ clusters: JSON.stringify(clusters), update_time: nextUpdateTime(current), version: eb("version", "+", 1) }))
+        .where("org", "=", org)
+        .where("name", "=", name)
+        .execute();
+      await this.changes.record({ kind: "queue", org, name });
       return this.get(org, name);
     });
   }
 
-  setState(org: string, name: string, state: QueueState): Queue {
-    return this.changes.write(() => {
+  setState(org: string, name: string, state: QueueState): Promise<Queue> {
+    return this.changes.write(async () => {
       const verb = state === "DRAINED" ? "drained" : "activated";
-      const current = this.requireOwnQueue(org, name, `${verb} on its own (use ${state === "DRAINED" ? "DrainCluster" : "ActivateCluster"})`);
-      this.writeState(current, state);
-      this.changes.record({ kind: "queue", org, name });
+      const current = await this.requireOwnQueue(org, name, `${verb} on its own (use ${state === "DRAINED" ? "DrainCluster" : "ActivateCluster"})`);
+      await this.writeState(current, state);
+      await this.changes.record({ kind: "queue", org, name });
       return this.get(org, name);
     });
   }
 
   /** Moves a queue to `state`; a no-op when it is already there. */
-  writeState(current: Queue, state: QueueState): void {
+  async writeState(current: Queue, state: QueueState): Promise<void> {
     if (current.state === state) return;
-    this.db
-      .prepare(`UPDATE queues SET state = ?, update_time = ?, version = version + 1 WHERE org = ? AND name = ?`)
-      .run(state, nextUpdateTime(current), current.org, current.name);
+    await this.db
+      .updateTable("queues")
+      .set((eb) => ({ state, update_time: nextUpdateTime(current), version: eb("version", "+", 1) }))
+      .where("org", "=", current.org)
+      .where("name", "=", current.name)
+      .execute();
   }
 
-  delete(org: string, name: string, etag: string): void {
-    this.changes.write(() => {
-      const current = this.requireOwnQueue(org, name, "deleted on its own (it is removed with DeleteCluster)");
+  delete(org: string, name: string, etag: string): Promise<void> {
+    return this.changes.write(async () => {
+      const current = await this.requireOwnQueue(org, name, "deleted on its own (it is removed with DeleteCluster)");
       checkEtag("queue", name, etag, current.etag);
       if (current.state !== "DRAINED") {
         throw failedPrecondition(`queue "${name}" is ACTIVE; drain it first (DrainQueue) so no new workloads are routed through it, then delete it`);
       }
-      this.db.prepare("DELETE FROM queues WHERE org = ? AND name = ?").run(org, name);
-      this.changes.record({ kind: "queue", org, name });
+      await this.db.deleteFrom("queues").where("org", "=", org).where("name", "=", name).execute();
+      await this.changes.record({ kind: "queue", org, name });
     });
   }
 
-  find(org: string, name: string): Queue | undefined {
-    const row = this.findRow(org, name);
+  async find(org: string, name: string): Promise<Queue | undefined> {
+    const row = await this.findRow(org, name);
     return row && toQueue(row);
   }
 
   /** Every queue of every organization, for the routing index. */
-  all(): Queue[] {
-    return (this.db.prepare("SELECT * FROM queues ORDER BY org, name").all() as QueueRow[]).map(toQueue);
+  async all(): Promise<Queue[]> {
+    return (await this.db.selectFrom("queues").selectAll().orderBy("org").orderBy("name").execute()).map(toQueue);
   }
 
   /** Names of the queues, other than a cluster's own, whose selector names `cluster`. */
-  queuesNaming(org: string, cluster: string): string[] {
-    return this.db
-      .prepare(
-        `SELECT name FROM queues
-         WHERE org = ? AND (managed_by IS NULL OR managed_by <> ?)
-           AND EXISTS (SELECT 1 FROM json_each(queues.clusters) WHERE value = ?)
-         ORDER BY name`,
-      )
-      .pluck()
-      .all(org, cluster, cluster) as string[];
+  async queuesNaming(org: string, cluster: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom("queues")
+      .select(["name", "clusters"])
+      .where("org", "=", org)
+      .where((eb) => eb.or([eb("managed_by", "is", null), eb("managed_by", "<>", cluster)]))
+      .orderBy("name")
+      .execute();
+    // The selector is a JSON list; reading it here keeps the query the same on every engine.
+    return rows.filter((row) => (JSON.parse(row.clusters) as string[]).includes(cluster)).map((row) => row.name);
   }
 
   /** Throws ALREADY_EXISTS when a queue or a cluster already has `name`. */
-  requireFreeName(org: string, name: string): void {
-    const queue = this.findRow(org, name);
+  async requireFreeName(org: string, name: string): Promise<void> {
+    const queue = await this.findRow(org, name);
     if (queue) {
       throw alreadyExists(
         queue.managed_by
@@ -166,25 +174,23 @@ export class QueueRepository {
           : `queue "${name}" already exists in pool "${queue.pool}"; clusters and queues share one set of names`,
       );
     }
-    const cluster = this.db.prepare("SELECT pool FROM clusters WHERE org = ? AND name = ?").pluck().get(org, name) as
-      | string
-      | undefined;
+    const cluster = await this.db.selectFrom("clusters").select("pool").where("org", "=", org).where("name", "=", name).executeTakeFirst();
     if (cluster !== undefined) {
-      throw alreadyExists(`"${name}" is already the name of a cluster in pool "${cluster}"; clusters and queues share one set of names`);
+      throw alreadyExists(`"${name}" is already the name of a cluster in pool "${cluster.pool}"; clusters and queues share one set of names`);
     }
   }
 
-  requirePool(org: string, pool: string): void {
-    if (!this.pools.exists(org, pool)) {
+  async requirePool(org: string, pool: string): Promise<void> {
+    if (!(await this.pools.exists(org, pool))) {
       throw failedPrecondition(`cluster pool "${pool}" does not exist; create it first (CreateClusterPool) or leave the pool empty for "default"`);
     }
   }
 
-  private requireClustersOfPool(org: string, pool: string, clusters: readonly string[]): void {
+  private async requireClustersOfPool(org: string, pool: string, clusters: readonly string[]): Promise<void> {
     if (clusters.length === 1 && clusters[0] === ALL_CLUSTERS) return;
-    const rows = this.db
-      .prepare(`SELECT name, pool FROM clusters WHERE org = ? AND name IN (SELECT value FROM json_each(?))`)
-      .all(org, JSON.stringify(clusters)) as { name: string; pool: string }[];
+    const rows = clusters.length
+      ? await this.db.selectFrom("clusters").select(["name", "pool"]).where("org", "=", org).where("name", "in", clusters).execute()
+      : [];
     const poolOf = new Map(rows.map((row) => [row.name, row.pool]));
     const missing = clusters.filter((name) => !poolOf.has(name));
     if (missing.length) {
@@ -199,16 +205,16 @@ export class QueueRepository {
     }
   }
 
-  private requireOwnQueue(org: string, name: string, action: string): Queue {
-    const current = this.get(org, name);
+  private async requireOwnQueue(org: string, name: string, action: string): Promise<Queue> {
+    const current = await this.get(org, name);
     if (current.managedBy) {
       throw failedPrecondition(`queue "${name}" is the implicit queue of cluster "${current.managedBy}" and cannot be ${action}`);
     }
     return current;
   }
 
-  private findRow(org: string, name: string): QueueRow | undefined {
-    return this.db.prepare("SELECT * FROM queues WHERE org = ? AND name = ?").get(org, name) as QueueRow | undefined;
+  private findRow(org: string, name: string): Promise<QueueRow | undefined> {
+    return this.db.selectFrom("queues").selectAll().where("org", "=", org).where("name", "=", name).executeTakeFirst();
   }
 }
 

@@ -5,14 +5,16 @@ import { ChangeLog } from "./changes.js";
 import { ClusterLabelRepository } from "./cluster-label-repository.js";
 import { ClusterPoolRepository } from "./cluster-pool-repository.js";
 import { ClusterRepository } from "./cluster-repository.js";
-import { DEFAULT_LOCK_TIMEOUT_MS, openDatabase, type Db } from "./database.js";
+import { DEFAULT_LOCK_TIMEOUT_MS, openDatabase } from "./database.js";
+import type { Engine } from "./engine.js";
 import { ProjectRepository } from "./project-repository.js";
 import { QueueRepository } from "./queue-repository.js";
 import { SyncRepository } from "./sync-repository.js";
 
 /** Every repository over one database, the configured domains, and the feed of their changes. */
 export interface Stores {
-  db: Db;
+  /** The database engine under every repository (close it to close the store). */
+  engine: Engine;
   /** The one write path and the change log every in-memory view follows. */
   changes: ChangeLog;
   domains: readonly string[];
@@ -34,25 +36,26 @@ export interface StoreOptions {
   lockTimeoutMs?: number;
 }
 
-export function openStores(options: StoreOptions): Stores {
-  const db = openDatabase(options.path, undefined, options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
-  const changes = new ChangeLog(db);
-  const pools = new ClusterPoolRepository(db, changes);
-  const queues = new QueueRepository(db, changes, pools);
-  const sync = new SyncRepository(db, changes);
-  const clusters = new ClusterRepository(db, changes, pools, queues, sync);
-  const projects = new ProjectRepository(db, changes);
-  const labels = new ClusterLabelRepository(db, changes);
-  const assignments = new AssignmentRepository(db, changes, projects, labels);
-  clusters.addReferenceCheck((org, cluster) => {
-    const naming = labels.labelsNaming(org, cluster);
+export async function openStores(options: StoreOptions): Promise<Stores> {
+  const engine = await openDatabase(options.path, undefined, options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+  const changes = new ChangeLog(engine);
+  await changes.open();
+  const pools = new ClusterPoolRepository(changes);
+  const queues = new QueueRepository(changes, pools);
+  const sync = new SyncRepository(changes);
+  const clusters = new ClusterRepository(changes, pools, queues, sync);
+  const projects = new ProjectRepository(changes);
+  const labels = new ClusterLabelRepository(changes);
+  const assignments = new AssignmentRepository(changes, projects, labels);
+  clusters.addReferenceCheck(async (org, cluster) => {
+    const naming = await labels.labelsNaming(org, cluster);
     return naming.length
       ? `label(s) ${listInWords(naming)} route to it; remove it from them (UpdateClusterLabel) first`
       : null;
   });
   describeChanges(changes, { pools, clusters, queues, projects, labels, assignments, sync });
   return {
-    db,
+    engine,
     changes,
     domains: options.domains ?? DEFAULT_DOMAINS,
     pools,

@@ -26,7 +26,8 @@ export interface PairProvisioning {
  * project or the provisioning spec changes.
  */
 export class DesiredStateCache {
-  private readonly byOrg = new Map<string, DesiredState>();
+  /** The computation per organization, shared by the passes that ask while it runs. */
+  private readonly byOrg = new Map<string, Promise<DesiredState>>();
   private specFingerprint = "";
   private spec: ProvisioningSpec | null = null;
 
@@ -49,23 +50,28 @@ export class DesiredStateCache {
     this.byOrg.clear();
   }
 
-  forOrg(org: string): DesiredState {
+  forOrg(org: string): Promise<DesiredState> {
     let state = this.byOrg.get(org);
     if (!state) {
       state = this.compute(org);
       this.byOrg.set(org, state);
+      // A failed read is not remembered: the next pass reads again.
+      state.catch(() => {
+        if (this.byOrg.get(org) === state) this.byOrg.delete(org);
+      });
     }
     return state;
   }
 
-  private compute(org: string): DesiredState {
+  private async compute(org: string): Promise<DesiredState> {
     const state: DesiredState = { objects: [], errors: [], pairs: [], provisioning: [] };
-    if (!this.spec) return state;
-    for (const project of this.projects.allInState("ACTIVE")) {
+    const spec = this.spec;
+    if (!spec) return state;
+    for (const project of await this.projects.allInState("ACTIVE")) {
       if (project.org !== org) continue;
       for (const domain of this.domains) {
         const pair = { project: project.id, domain };
-        const rendered = renderProjectDomain(this.spec, pair);
+        const rendered = renderProjectDomain(spec, pair);
         state.pairs.push(pair);
         state.provisioning.push({ pair, core: rendered.objects.filter((object) => object.role !== "template") });
         state.objects.push(...rendered.objects);

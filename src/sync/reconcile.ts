@@ -30,7 +30,7 @@ export interface PassInput {
   requestTimeoutMs: number;
   names: TargetNames;
   /** Remembers objects applied; called in batches as the pass goes, also when it is aborted. */
-  recordApplied(objects: AppliedObject[]): void;
+  recordApplied(objects: AppliedObject[]): Promise<void> | void;
 }
 
 export interface PassResult {
@@ -55,8 +55,10 @@ class PassLedger {
   retryAfterMs = 0;
   aborted = false;
   private batch: AppliedObject[] = [];
+  /** The batches being recorded, in order; `recorded()` waits for them (and throws their failure). */
+  private recording: Promise<void> = Promise.resolve();
 
-  constructor(private readonly record: (objects: AppliedObject[]) => void) {}
+  constructor(private readonly record: (objects: AppliedObject[]) => Promise<void> | void) {}
 
   get stopped(): boolean {
     return this.failure !== null || this.aborted;
@@ -82,8 +84,18 @@ class PassLedger {
   }
 
   flush(): void {
-    if (this.batch.length) this.record(this.batch);
+    if (this.batch.length) {
+      const batch = this.batch;
+      this.recording = this.recording.then(() => this.record(batch));
+      // Awaited by recorded(); until then a failure must not count as unhandled.
+      this.recording.catch(() => undefined);
+    }
     this.batch = [];
+  }
+
+  /** Resolves once every flushed batch has been recorded. */
+  recorded(): Promise<void> {
+    return this.recording;
   }
 }
 
@@ -103,6 +115,7 @@ export async function reconcilePass(input: PassInput, signal: AbortSignal): Prom
   }
   if (pending.length > 0) await applyAll(pending, input, ledger, signal);
   ledger.flush();
+  await ledger.recorded();
   return resultOf(input, ledger, startedAt);
 }
 

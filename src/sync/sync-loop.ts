@@ -101,7 +101,7 @@ export class SyncLoop {
     this.watchTemplates();
     this.startWorkers();
     this.reloadSpec();
-    this.enqueueAll();
+    this.enqueueAllOrWarn();
   }
 
   /** Aborts every pass, disarms every timer and closes every connection, within the stop grace. */
@@ -132,7 +132,7 @@ export class SyncLoop {
     const unsubscribe = this.onPassInternal((report, sequence) => {
       if (sequence > after) latest.set(keyOf({ org: report.org, name: report.cluster }), report);
     });
-    const targets = this.targets();
+    const targets = await this.targets();
     for (const cluster of targets) {
       if (full) this.fullOwed.add(keyOf(cluster));
       this.controller.enqueue(keyOf(cluster));
@@ -165,19 +165,20 @@ export class SyncLoop {
 
   // ---- what to reconcile, and when ----
 
-  private onChange(change: Change): void {
+  private async onChange(change: Change): Promise<void> {
     if (change.kind === "project") {
       this.desired.invalidate();
-      for (const cluster of this.targets()) if (cluster.org === change.org) this.controller.enqueue(keyOf(cluster));
+      for (const cluster of await this.targets()) if (cluster.org === change.org) this.controller.enqueue(keyOf(cluster));
     } else if (change.kind === "cluster") {
-      this.onClusterChange(change.org, change.name);
+      await this.onClusterChange(change.org, change.name);
     }
     // "cluster-sync" is this loop's own verdict coming back through the log.
   }
 
-  private onClusterChange(org: string, name: string): void {
+  private async onClusterChange(org: string, name: string): Promise<void> {
     const key = keyOf({ org, name });
-    const cluster = this.stores.clusters.find(org, name);
+    const cluster = await this.stores.clusters.find(org, name);
+    if (this.stopped) return;
     if (!cluster?.enabled) {
       this.forget(key, cluster ? "the cluster was disabled" : "the cluster was deleted");
       if (!cluster) this.fullOwed.delete(key);
@@ -205,7 +206,7 @@ export class SyncLoop {
         // Editors write a file in several steps; act once they are done.
         clearTimeout(this.templateSettle);
         this.templateSettle = setTimeout(() => {
-          if (this.reloadSpec()) this.enqueueAll();
+          if (this.reloadSpec()) this.enqueueAllOrWarn();
         }, TEMPLATE_SETTLE_MS);
       });
       this.templateWatcher.on("error", () => undefined);
@@ -229,13 +230,20 @@ export class SyncLoop {
   }
 
   /** Every enabled cluster but `except` (whose pass is already under way with the news). */
-  private enqueueAll(except = ""): void {
-    for (const cluster of this.targets()) if (keyOf(cluster) !== except) this.controller.enqueue(keyOf(cluster));
+  private async enqueueAll(except = ""): Promise<void> {
+    for (const cluster of await this.targets()) if (keyOf(cluster) !== except) this.controller.enqueue(keyOf(cluster));
+  }
+
+  /** enqueueAll from a timer or a watcher, which have no caller to tell: the next interval tries again. */
+  private enqueueAllOrWarn(except = ""): void {
+    this.enqueueAll(except).catch((error: unknown) =>
+      this.logger.warn({ error: (error as Error).message }, "sync: cannot read the clusters; trying again at the next interval"),
+    );
   }
 
   /** Registered, enabled clusters; drained ones keep being synced. */
-  private targets(): Cluster[] {
-    return this.stores.clusters.all().filter((cluster) => cluster.enabled);
+  private async targets(): Promise<Cluster[]> {
+    return (await this.stores.clusters.all()).filter((cluster) => cluster.enabled);
   }
 
   private entryFor(cluster: Cluster): ClusterEntry {
@@ -252,10 +260,10 @@ export class SyncLoop {
 
   private async reconcile(key: string, signal: AbortSignal): Promise<ReconcileVerdict> {
     const [org, name] = splitKey(key);
-    const cluster = this.stores.clusters.find(org, name);
+    const cluster = await this.stores.clusters.find(org, name);
     if (!cluster?.enabled || signal.aborted) return { requeueAfterMs: null };
     // The interval doubles as the templates' fallback check when the watcher misses a change.
-    if (Date.now() - this.specLoadedAt >= this.settings.intervalMs && this.reloadSpec()) this.enqueueAll(key);
+    if (Date.now() - this.specLoadedAt >= this.settings.intervalMs && this.reloadSpec()) await this.enqueueAll(key);
     const entry = this.entryFor(cluster);
     if (entry.target !== targetOf(cluster)) {
       entry.connection?.close();
@@ -270,14 +278,14 @@ export class SyncLoop {
       this.fullOwed.delete(key);
       entry.lastFullAt = Date.now();
     }
-    this.record(cluster, result, sequence);
+    await this.record(cluster, result, sequence);
     return result.outcome.failure ? { failed: true, retryAfterMs: result.retryAfterMs } : { requeueAfterMs: this.settings.intervalMs };
   }
 
   private async runPass(cluster: Cluster, entry: ClusterEntry, full: boolean, signal: AbortSignal): Promise<PassResult> {
     const startedAt = new Date();
-    const desired = this.desired.forOrg(cluster.org);
-    const appliedHashes = this.stores.sync.appliedHashes(cluster.org, cluster.name);
+    const desired = await this.desired.forOrg(cluster.org);
+    const appliedHashes = await this.stores.sync.appliedHashes(cluster.org, cluster.name);
     let connection: KubeConnection;
     try {
       connection = this.connectionFor(entry, cluster);
@@ -320,17 +328,17 @@ export class SyncLoop {
    * another): what this pass did then says nothing about the cluster now. The check and the write
    * are one unit of work, so no other writer slips in between.
    */
-  private recordApplied(cluster: Cluster, objects: AppliedObject[]): void {
+  private async recordApplied(cluster: Cluster, objects: AppliedObject[]): Promise<void> {
     if (this.stopped) return;
-    this.stores.changes.write(() => {
-      if (this.isSameCluster(cluster)) this.stores.sync.recordApplied(cluster.org, cluster.name, objects);
+    await this.stores.changes.write(async () => {
+      if (await this.isSameCluster(cluster)) await this.stores.sync.recordApplied(cluster.org, cluster.name, objects);
     });
   }
 
-  private record(cluster: Cluster, result: PassResult, sequence: number): void {
+  private async record(cluster: Cluster, result: PassResult, sequence: number): Promise<void> {
     const { outcome } = result;
-    this.stores.changes.write(() => {
-      if (this.isSameCluster(cluster)) this.stores.sync.recordOutcome(cluster.org, cluster.name, outcome);
+    await this.stores.changes.write(async () => {
+      if (await this.isSameCluster(cluster)) await this.stores.sync.recordOutcome(cluster.org, cluster.name, outcome);
     });
     const report = reportOf(cluster, result);
     this.log(report);
@@ -345,8 +353,8 @@ export class SyncLoop {
     else this.logger.warn({ ...fields, failureKind: failure.kind, error: failure.message }, "sync: cluster pass failed; retrying with backoff");
   }
 
-  private isSameCluster(cluster: Cluster): boolean {
-    const now = this.stores.clusters.find(cluster.org, cluster.name);
+  private async isSameCluster(cluster: Cluster): Promise<boolean> {
+    const now = await this.stores.clusters.find(cluster.org, cluster.name);
     return now !== undefined && now.enabled && targetOf(now) === targetOf(cluster);
   }
 }

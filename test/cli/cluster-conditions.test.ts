@@ -16,8 +16,8 @@ beforeAll(async () => {
   const pair = (domain: string) => ({ project: "team1", domain });
   const desired = ["development", "staging", "production"].map(pair);
   const outcome = { startedAt: new Date(), finishedAt: new Date(), full: false, applied: 6, unchanged: 0, objectsFailed: 0, objectFailures: [], templateErrors: [], desired };
-  server.stores.sync.recordOutcome("", "dataplane_1", { ...outcome, failure: null, provisioned: desired });
-  server.stores.sync.recordOutcome("", "dataplane_2", {
+  await server.stores.sync.recordOutcome("", "dataplane_1", { ...outcome, failure: null, provisioned: desired });
+  await server.stores.sync.recordOutcome("", "dataplane_2", {
     ...outcome,
     failure: { kind: "forbidden", message: "the identity may not create namespaces (403): grant it RBAC for namespaces and serviceaccounts" },
     provisioned: [],

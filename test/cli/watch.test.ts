@@ -50,7 +50,7 @@ describe("clusterplane get NOUN --watch", () => {
     await waitFor("the new cluster's row", () => lines.some((line) => line.startsWith("dataplane_2")), 20_000);
     // A sync pass changes READY and PROVISIONED: the row comes again.
     const desired = [{ project: "p", domain: "development" }];
-    server.stores.sync.recordOutcome("", "dataplane_2", {
+    await server.stores.sync.recordOutcome("", "dataplane_2", {
       startedAt: new Date(), finishedAt: new Date(), full: false, applied: 2, unchanged: 0, failure: null,
       objectsFailed: 0, objectFailures: [], templateErrors: [], desired, provisioned: desired,
     });

@@ -119,10 +119,10 @@ describe("Watch", () => {
     expect(archived.resource.case === "project" && archived.resource.value.state).toBe(2);
     abort.abort();
 
-    second.stores.changes.compact({ maxEntries: 1, maxAgeMs: 0 }, Date.now() + 1_000);
+    await second.stores.changes.compact({ maxEntries: 1, maxAgeMs: 0 }, Date.now() + 1_000);
     const error = await collect(watch.watch({ sinceRevision: seen })).ended;
     expect(error?.code).toBe(Code.OutOfRange);
-    expect(error?.rawMessage).toContain(`oldest revision a watch can resume from is ${second.stores.changes.oldestResumable()}`);
+    expect(error?.rawMessage).toContain(`oldest revision a watch can resume from is ${await second.stores.changes.oldestResumable()}`);
   });
 
   it("ends with DEADLINE_EXCEEDED, not OK, when the caller's grpc-timeout passes", async () => {
@@ -247,7 +247,7 @@ describe("Watch", () => {
     await ecl.createClusterLabel({ label: { name: "label1", clusters: [{ cluster: "dataplane_1", weight: 1 }] } });
     await ecl.updateExecutionClusterLabel({ executionClusterLabel: { project: "project1", domain: "development", value: "label1" } });
     await ecl.setDefaultClusterLabel({ label: "label1" });
-    s.stores.sync.recordOutcome("", "dataplane_1", {
+    await s.stores.sync.recordOutcome("", "dataplane_1", {
       startedAt: new Date(), finishedAt: new Date(), full: false, applied: 6, unchanged: 0, failure: null,
       objectsFailed: 0, objectFailures: [], templateErrors: [], desired: [], provisioned: [],
     });

@@ -7,15 +7,15 @@ import {
   SecretStoreType,
 } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
 import { failure, fieldsOf } from "../support/errors.js";
-import { inMemoryClient, snapshot, tempStores } from "../support/stores.js";
+import { inMemoryClient, snapshot, tempStores, type TempStores } from "../support/stores.js";
 import { seedCluster, seedProdPool } from "../support/fixtures.js";
 import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
 
-let stores: ReturnType<typeof tempStores>;
+let stores: TempStores;
 let client: ReturnType<typeof inMemoryClient<typeof ClusterPoolService>>;
 
-beforeEach(() => {
-  stores = tempStores();
+beforeEach(async () => {
+  stores = await tempStores();
   client = inMemoryClient(ClusterPoolService, stores);
 });
 afterEach(() => stores.cleanup());
@@ -41,13 +41,13 @@ describe("ClusterPoolService", () => {
   });
 
   it("answers reads with the default pool without writing it; the first write stores it", async () => {
-    const before = snapshot(stores.db);
+    const before = await snapshot(stores);
     expect((await client.getClusterPool({ org: "fresh", name: "default" })).clusterPool?.name).toBe("default");
     expect((await client.listClusterPools({ org: "fresh" })).clusterPools.map((p) => p.name)).toEqual(["default"]);
     await failure(client.createClusterPool({ clusterPool: seedProdPool({ org: "fresh", config: undefined }) }));
-    expect(snapshot(stores.db)).toEqual(before);
+    expect(await snapshot(stores)).toEqual(before);
     await client.createClusterPool({ clusterPool: seedProdPool({ org: "fresh" }) });
-    expect(stores.db.prepare("SELECT name FROM cluster_pools WHERE org = 'fresh' ORDER BY name").pluck().all()).toEqual(["default", "prod"]);
+    expect((await stores.pools.list("fresh", { size: 10, after: null })).items.map((pool) => pool.memberClusters.length >= 0 && pool.name)).toEqual(["default", "prod"]);
   });
 
   it("keeps organizations apart", async () => {
@@ -58,10 +58,10 @@ describe("ClusterPoolService", () => {
 
   it("rejects a second pool of the same name", async () => {
     await client.createClusterPool({ clusterPool: seedProdPool() });
-    const before = snapshot(stores.db);
+    const before = await snapshot(stores);
     const error = await failure(client.createClusterPool({ clusterPool: seedProdPool() }));
     expect(error.code).toBe(Code.AlreadyExists);
-    expect(snapshot(stores.db)).toEqual(before);
+    expect(await snapshot(stores)).toEqual(before);
   });
 
   it.each([
@@ -87,11 +87,11 @@ describe("ClusterPoolService", () => {
       ["cluster_pool.config.secret_store.type"],
     ],
   ])("rejects bad input (%s) with INVALID_ARGUMENT naming the field, changing nothing", async (_, request, fields) => {
-    const before = snapshot(stores.db);
+    const before = await snapshot(stores);
     const error = await failure(client.createClusterPool(request));
     expect(error.code).toBe(Code.InvalidArgument);
     expect(fieldsOf(error)).toEqual(fields);
-    expect(snapshot(stores.db)).toEqual(before);
+    expect(await snapshot(stores)).toEqual(before);
   });
 
   it("replaces the config on update and moves the etag", async () => {
@@ -112,10 +112,10 @@ describe("ClusterPoolService", () => {
   it("rejects an update with a stale etag with ABORTED, changing nothing", async () => {
     const created = (await client.createClusterPool({ clusterPool: seedProdPool() })).clusterPool!;
     await client.updateClusterPool({ clusterPool: seedProdPool() });
-    const before = snapshot(stores.db);
+    const before = await snapshot(stores);
     const error = await failure(client.updateClusterPool({ clusterPool: { ...seedProdPool(), etag: created.etag } }));
     expect(error.code).toBe(Code.Aborted);
-    expect(snapshot(stores.db)).toEqual(before);
+    expect(await snapshot(stores)).toEqual(before);
   });
 
   it("answers NOT_FOUND for a pool that does not exist", async () => {
@@ -141,12 +141,12 @@ describe("ClusterPoolService", () => {
     const listed = (await client.listClusterPools({})).clusterPools.find((p) => p.name === "prod");
     expect(listed?.memberClusters).toEqual(["prod-us-east-1"]);
 
-    const before = snapshot(stores.db);
+    const before = await snapshot(stores);
     const error = await failure(client.deleteClusterPool({ name: "prod" }));
     expect(error.code).toBe(Code.FailedPrecondition);
     expect(error.rawMessage).toContain('cluster(s) "prod-us-east-1"');
     expect(error.rawMessage).toContain('queue(s) "prod-us-east-1"');
-    expect(snapshot(stores.db)).toEqual(before);
+    expect(await snapshot(stores)).toEqual(before);
 
     await clusters.drainCluster({ name: "prod-us-east-1" });
     await clusters.deleteCluster({ name: "prod-us-east-1" });

@@ -13,15 +13,15 @@ import {
 import { QueueService, QueueState } from "../../gen/clusterplane/v1/queue_pb.js";
 import { failure, fieldsOf } from "../support/errors.js";
 import { seedCluster, seedProdPool } from "../support/fixtures.js";
-import { inMemoryClient, rejectedUnchanged as rejectedUnchangedIn, tempStores } from "../support/stores.js";
+import { inMemoryClient, rejectedUnchanged as rejectedUnchangedIn, tempStores, type TempStores } from "../support/stores.js";
 
-let stores: ReturnType<typeof tempStores>;
+let stores: TempStores;
 let clusters: ReturnType<typeof inMemoryClient<typeof ClusterService>>;
 let pools: ReturnType<typeof inMemoryClient<typeof ClusterPoolService>>;
 let queues: ReturnType<typeof inMemoryClient<typeof QueueService>>;
 
 beforeEach(async () => {
-  stores = tempStores();
+  stores = await tempStores();
   clusters = inMemoryClient(ClusterService, stores);
   pools = inMemoryClient(ClusterPoolService, stores);
   queues = inMemoryClient(QueueService, stores);
@@ -29,7 +29,7 @@ beforeEach(async () => {
 });
 afterEach(() => stores.cleanup());
 
-const rejectedUnchanged = (call: () => Promise<unknown>, code: Code) => rejectedUnchangedIn(stores.db, call, code);
+const rejectedUnchanged = (call: () => Promise<unknown>, code: Code) => rejectedUnchangedIn(stores, call, code);
 
 describe("registering a cluster", () => {
   it("joins the default pool when no pool is named, with its implicit queue", async () => {

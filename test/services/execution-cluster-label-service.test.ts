@@ -12,16 +12,16 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SelectClusterRequestSchema } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { failure, fieldsOf } from "../support/errors.js";
 import { seedCluster } from "../support/fixtures.js";
-import { inMemoryClient, rejectedUnchanged as rejectedUnchangedIn, tempStores } from "../support/stores.js";
+import { inMemoryClient, rejectedUnchanged as rejectedUnchangedIn, tempStores, type TempStores } from "../support/stores.js";
 
-let stores: ReturnType<typeof tempStores>;
+let stores: TempStores;
 let ecl: ReturnType<typeof inMemoryClient<typeof ExecutionClusterLabelService>>;
 let clusters: ReturnType<typeof inMemoryClient<typeof ClusterService>>;
 let projects: ReturnType<typeof inMemoryClient<typeof ProjectService>>;
 let queues: ReturnType<typeof inMemoryClient<typeof QueueService>>;
 
 beforeEach(async () => {
-  stores = tempStores();
+  stores = await tempStores();
   ecl = inMemoryClient(ExecutionClusterLabelService, stores);
   clusters = inMemoryClient(ClusterService, stores);
   projects = inMemoryClient(ProjectService, stores);
@@ -38,7 +38,7 @@ async function select(overrides: SelectInit = {}) {
   return ecl.selectCluster({ project: "project1", domain: "development", executionId: "exec-1", ...overrides });
 }
 
-const rejectedUnchanged = (call: () => Promise<unknown>, code: Code) => rejectedUnchangedIn(stores.db, call, code);
+const rejectedUnchanged = (call: () => Promise<unknown>, code: Code) => rejectedUnchangedIn(stores, call, code);
 
 describe("labels", () => {
   it("defines, reads, lists, updates and deletes a label", async () => {

@@ -2,13 +2,13 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { ProjectService, ProjectState } from "../../gen/clusterplane/v1/project_pb.js";
 import { failure, fieldsOf } from "../support/errors.js";
-import { inMemoryClient, snapshot, tempStores } from "../support/stores.js";
+import { inMemoryClient, snapshot, tempStores, type TempStores } from "../support/stores.js";
 
-let stores: ReturnType<typeof tempStores>;
+let stores: TempStores;
 let projects: ReturnType<typeof inMemoryClient<typeof ProjectService>>;
 
-beforeEach(() => {
-  stores = tempStores();
+beforeEach(async () => {
+  stores = await tempStores();
   projects = inMemoryClient(ProjectService, stores);
 });
 afterEach(() => stores.cleanup());
@@ -22,14 +22,14 @@ describe("ProjectService", () => {
   });
 
   it("rejects ids that are not names or whose namespaces would be too long, changing nothing", async () => {
-    const before = snapshot(stores.db);
+    const before = await snapshot(stores);
     const bad = await failure(projects.createProject({ project: { id: "Project_1" } }));
     expect(fieldsOf(bad)).toEqual(["project.id"]);
     const long = await failure(projects.createProject({ project: { id: "p".repeat(55) } }));
     expect(long.code).toBe(Code.InvalidArgument);
     expect(long.rawMessage).toContain(`namespace template gives "${"p".repeat(55)}-development"`);
     expect(fieldsOf(await failure(projects.createProject({})))).toEqual(["project"]);
-    expect(snapshot(stores.db)).toEqual(before);
+    expect(await snapshot(stores)).toEqual(before);
   });
 
   it("rejects a second registration of the same id", async () => {

@@ -5,15 +5,15 @@ import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
 import { QueueService, QueueState } from "../../gen/clusterplane/v1/queue_pb.js";
 import { failure, fieldsOf } from "../support/errors.js";
 import { seedCluster, seedProdPool } from "../support/fixtures.js";
-import { inMemoryClient, rejectedUnchanged as rejectedUnchangedIn, tempStores } from "../support/stores.js";
+import { inMemoryClient, rejectedUnchanged as rejectedUnchangedIn, tempStores, type TempStores } from "../support/stores.js";
 
-let stores: ReturnType<typeof tempStores>;
+let stores: TempStores;
 let clusters: ReturnType<typeof inMemoryClient<typeof ClusterService>>;
 let pools: ReturnType<typeof inMemoryClient<typeof ClusterPoolService>>;
 let queues: ReturnType<typeof inMemoryClient<typeof QueueService>>;
 
 beforeEach(async () => {
-  stores = tempStores();
+  stores = await tempStores();
   clusters = inMemoryClient(ClusterService, stores);
   pools = inMemoryClient(ClusterPoolService, stores);
   queues = inMemoryClient(QueueService, stores);
@@ -24,7 +24,7 @@ beforeEach(async () => {
 });
 afterEach(() => stores.cleanup());
 
-const rejectedUnchanged = (call: () => Promise<unknown>, code: Code) => rejectedUnchangedIn(stores.db, call, code);
+const rejectedUnchanged = (call: () => Promise<unknown>, code: Code) => rejectedUnchangedIn(stores, call, code);
 
 describe("QueueService", () => {
   it("creates a queue over every cluster of a pool, or over named clusters of it", async () => {

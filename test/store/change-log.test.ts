@@ -21,13 +21,13 @@ const IN_CLUSTER = { kind: "in_cluster" } as const;
 
 let dir: string;
 const opened: Stores[] = [];
-function open(path = join(dir, "state.db"), lockTimeoutMs?: number): Stores {
-  const stores = openStores({ path, lockTimeoutMs });
+async function open(path = join(dir, "state.db"), lockTimeoutMs?: number): Promise<Stores> {
+  const stores = await openStores({ path, lockTimeoutMs });
   opened.push(stores);
   return stores;
 }
-afterEach(() => {
-  for (const stores of opened.splice(0)) if (stores.db.open) stores.db.close();
+afterEach(async () => {
+  for (const stores of opened.splice(0)) await stores.engine.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 const fresh = () => (dir = mkdtempSync(join(tmpdir(), "clusterplane-log-")));
@@ -41,12 +41,12 @@ function worker(...args: string[]) {
 }
 
 describe("the change log", () => {
-  it("appends one entry per changed resource in the writing transaction, and stamps its revision on the row", () => {
+  it("appends one entry per changed resource in the writing transaction, and stamps its revision on the row", async () => {
     fresh();
-    const stores = open();
+    const stores = await open();
     const seen: LogEntry[] = [];
     stores.changes.subscribe((_change, entry) => seen.push(entry));
-    const cluster = stores.clusters.create({ org: "", name: "dataplane_1", pool: "default", endpoint: "", enabled: true, auth: IN_CLUSTER });
+    const cluster = await stores.clusters.create({ org: "", name: "dataplane_1", pool: "default", endpoint: "", enabled: true, auth: IN_CLUSTER });
     // The default pool (stored by the first write), the cluster, its implicit queue, and the pool
     // again: its member clusters changed.
     expect(seen.map((e) => [e.revision, e.change.kind, e.op])).toEqual([
@@ -58,85 +58,146 @@ describe("the change log", () => {
     expect((seen[3]!.state as { memberClusters: string[] }).memberClusters).toEqual(["dataplane_1"]);
     expect(cluster.revision).toBe(2);
     expect((seen[1]!.state as { name: string; createTime: Date }).createTime).toBeInstanceOf(Date);
-    expect(stores.queues.get("", "dataplane_1").revision).toBe(3);
+    expect((await stores.queues.get("", "dataplane_1")).revision).toBe(3);
 
-    const drained = stores.clusters.setState("", "dataplane_1", "DRAINED");
-    expect([drained.revision, stores.queues.get("", "dataplane_1").revision]).toEqual([5, 6]);
-    stores.clusters.delete("", "dataplane_1", drained.etag);
+    const drained = await stores.clusters.setState("", "dataplane_1", "DRAINED");
+    expect([drained.revision, (await stores.queues.get("", "dataplane_1")).revision]).toEqual([5, 6]);
+    await stores.clusters.delete("", "dataplane_1", drained.etag);
     expect(seen.slice(-3).map((e) => [e.change.kind, e.op])).toEqual([
       ["cluster", "delete"],
       ["queue", "delete"],
       ["pool", "put"],
     ]);
-    expect(stores.changes.currentRevision()).toBe(seen.at(-1)!.revision);
+    expect(await stores.changes.currentRevision()).toBe(seen.at(-1)!.revision);
   });
 
-  it("a rejected write leaves neither rows nor entries", () => {
+  it("a rejected write leaves neither rows nor entries", async () => {
     fresh();
-    const stores = open();
-    stores.pools.create("", "prod", POOL);
-    const before = stores.changes.currentRevision();
-    expect(() => stores.pools.create("", "prod", POOL)).toThrow(DomainError);
-    expect(() => stores.clusters.create({ org: "", name: "c1", pool: "missing", endpoint: "", enabled: true, auth: IN_CLUSTER })).toThrow(DomainError);
-    expect(stores.changes.currentRevision()).toBe(before);
-    expect(stores.changes.readAfter(before)).toEqual([]);
+    const stores = await open();
+    await stores.pools.create("", "prod", POOL);
+    const before = await stores.changes.currentRevision();
+    await expect(stores.pools.create("", "prod", POOL)).rejects.toThrow(DomainError);
+    await expect(stores.clusters.create({ org: "", name: "c1", pool: "missing", endpoint: "", enabled: true, auth: IN_CLUSTER })).rejects.toThrow(DomainError);
+    expect(await stores.changes.currentRevision()).toBe(before);
+    expect(await stores.changes.readAfter(before)).toEqual([]);
+  });
+
+  it("joins nested units of work, and sends every query inside one to its transaction", async () => {
+    fresh();
+    const stores = await open();
+    const seen: number[] = [];
+    stores.changes.subscribe((_change, entry) => seen.push(entry.revision));
+    // A unit that fails after a nested write leaves nothing, the nested write included.
+    await expect(
+      stores.changes.write(async () => {
+        await stores.projects.create({ org: "", id: "inner", name: "", description: "" });
+        expect(await stores.projects.find("", "inner")).toBeDefined();
+        throw new Error("abandoned");
+      }),
+    ).rejects.toThrow("abandoned");
+    expect(await stores.projects.find("", "inner")).toBeUndefined();
+    expect(seen).toEqual([]);
+    // Two writes in one unit commit together; listeners hear of both, in order, after the commit.
+    await stores.changes.write(async () => {
+      await stores.projects.create({ org: "", id: "a", name: "", description: "" });
+      await stores.projects.create({ org: "", id: "b", name: "", description: "" });
+      expect(seen).toEqual([]);
+    });
+    expect(seen).toEqual([1, 2]);
+  });
+
+  it("applies concurrent writes one at a time, and each returns once its change reached the listeners", async () => {
+    fresh();
+    const stores = await open();
+    let told = 0;
+    stores.changes.subscribe(async () => {
+      // A listener that reads (as routing does) delays nobody's commit, only its own write's return.
+      await stores.changes.currentRevision();
+      told++;
+    });
+    const created = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        stores.projects.create({ org: "", id: `p${i}`, name: "", description: "" }).then((project) => ({ project, told })),
+      ),
+    );
+    expect(created.map(({ project }) => project.revision).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    for (const { project, told: toldThen } of created) expect(toldThen).toBeGreaterThanOrEqual(project.revision);
   });
 
   it("reaches another process's listeners through the log, in order, without in-process events", async () => {
     fresh();
-    const writer = open();
-    const reader = open();
+    const writer = await open();
+    const reader = await open();
     const seen: string[] = [];
     reader.changes.subscribe((change) => seen.push(`${change.kind}`));
     reader.changes.follow(20);
-    writer.projects.create({ org: "", id: "team1", name: "", description: "" });
-    writer.labels.setDefault("", "", "label");
+    await writer.projects.create({ org: "", id: "team1", name: "", description: "" });
+    await writer.labels.setDefault("", "", "label");
     await waitFor("the other connection's changes", () => seen.length === 2);
     expect(seen).toEqual(["project", "default-label"]);
-    expect(reader.changes.appliedRevision).toBe(writer.changes.currentRevision());
+    expect(reader.changes.appliedRevision).toBe(await writer.changes.currentRevision());
   });
 
-  it("compacts beyond the retention, and knows the oldest revision a reader can resume from", () => {
+  it("compacts beyond the retention, and knows the oldest revision a reader can resume from", async () => {
     fresh();
-    const stores = open();
-    for (let i = 0; i < 10; i++) stores.projects.create({ org: "", id: `p${i}`, name: "", description: "" });
-    expect(stores.changes.oldestResumable()).toBe(0);
+    const stores = await open();
+    for (let i = 0; i < 10; i++) await stores.projects.create({ org: "", id: `p${i}`, name: "", description: "" });
+    expect(await stores.changes.oldestResumable()).toBe(0);
     const later = Date.now() + 1_000;
     // Either rule alone keeps an entry: young ones stay whatever their number, recent ones whatever their age.
-    expect(stores.changes.compact({ maxEntries: 4, maxAgeMs: 3_600_000 })).toBe(0);
-    expect(stores.changes.compact({ maxEntries: 1_000, maxAgeMs: 0 }, later)).toBe(0);
-    expect(stores.changes.compact({ maxEntries: 4, maxAgeMs: 0 }, later)).toBe(6);
-    expect(stores.changes.oldestResumable()).toBe(6);
-    expect(stores.changes.readAfter(0).map((e) => e.revision)).toEqual([7, 8, 9, 10]);
-    expect(stores.changes.compact({ maxEntries: 0, maxAgeMs: 0 }, later)).toBe(3);
-    expect(stores.changes.readAfter(0).map((e) => e.revision)).toEqual([10]);
+    expect(await stores.changes.compact({ maxEntries: 4, maxAgeMs: 3_600_000 })).toBe(0);
+    expect(await stores.changes.compact({ maxEntries: 1_000, maxAgeMs: 0 }, later)).toBe(0);
+    expect(await stores.changes.compact({ maxEntries: 4, maxAgeMs: 0 }, later)).toBe(6);
+    expect(await stores.changes.oldestResumable()).toBe(6);
+    expect((await stores.changes.readAfter(0)).map((e) => e.revision)).toEqual([7, 8, 9, 10]);
+    expect(await stores.changes.compact({ maxEntries: 0, maxAgeMs: 0 }, later)).toBe(3);
+    expect((await stores.changes.readAfter(0)).map((e) => e.revision)).toEqual([10]);
     // Revisions are never reused after compaction.
-    stores.projects.create({ org: "", id: "p10", name: "", description: "" });
-    expect(stores.changes.currentRevision()).toBe(11);
+    await stores.projects.create({ org: "", id: "p10", name: "", description: "" });
+    expect(await stores.changes.currentRevision()).toBe(11);
   });
 
-  it("answers UNAVAILABLE, changing nothing, when another writer holds the lock past the lock timeout", () => {
+  it("reads everything again, instead of entry by entry, after compaction removed entries it had not applied", async () => {
+    fresh();
+    const writer = await open();
+    const reader = await open();
+    let resyncs = 0;
+    const seen: number[] = [];
+    reader.changes.onResync(() => void resyncs++);
+    reader.changes.subscribe((_change, entry) => seen.push(entry.revision));
+    for (let i = 0; i < 5; i++) await writer.projects.create({ org: "", id: `p${i}`, name: "", description: "" });
+    await reader.changes.catchUp();
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+    for (let i = 5; i < 9; i++) await writer.projects.create({ org: "", id: `p${i}`, name: "", description: "" });
+    expect(await writer.changes.compact({ maxEntries: 1, maxAgeMs: 0 }, Date.now() + 1_000)).toBe(8);
+    await reader.changes.catchUp();
+    expect([resyncs, reader.changes.appliedRevision]).toEqual([1, 9]);
+    expect(seen).toEqual([1, 2, 3, 4, 5]);
+    // Caught up again, it follows entry by entry.
+    await writer.projects.create({ org: "", id: "p9", name: "", description: "" });
+    await reader.changes.catchUp();
+    expect([resyncs, seen.at(-1)]).toEqual([1, 10]);
+  });
+
+  it("answers UNAVAILABLE, changing nothing, when another writer holds the lock past the lock timeout", async () => {
     fresh();
     const path = join(dir, "state.db");
-    const stores = open(path, 200);
+    const stores = await open(path, 200);
     const other = new Database(path);
     other.exec("BEGIN IMMEDIATE");
     try {
-      const error = (() => {
-        try {
-          stores.pools.create("", "prod", POOL);
-        } catch (caught) {
-          return caught as DomainError;
-        }
-      })();
+      const error = await stores.pools.create("", "prod", POOL).then(
+        () => undefined,
+        (caught: unknown) => caught as DomainError,
+      );
       expect(error?.kind).toBe("unavailable");
       expect(error?.message).toMatch(/retry/);
     } finally {
       other.exec("ROLLBACK");
       other.close();
     }
-    expect(stores.pools.findStored("", "prod")).toBeUndefined();
-    expect(stores.pools.create("", "prod", POOL).name).toBe("prod");
+    expect(await stores.pools.findStored("", "prod")).toBeUndefined();
+    expect((await stores.pools.create("", "prod", POOL)).name).toBe("prod");
   });
 
   it("fails no API write while another process writes continuously (what sync --once does)", async () => {
@@ -167,15 +228,15 @@ describe("the change log", () => {
   it("a process killed inside a transaction leaves no partial change behind", async () => {
     fresh();
     const path = join(dir, "state.db");
-    open(path).db.close();
+    await (await open(path)).engine.close();
     const hung = worker("hang-in-transaction", path);
     await waitFor("the transaction to be open", () => hung.lines.includes("inside"), 30_000);
     hung.child.kill("SIGKILL");
     await new Promise((resolve) => hung.child.once("exit", resolve));
-    const stores = open(path);
-    expect(stores.pools.findStored("", "half-written")).toBeUndefined();
-    expect(stores.changes.readAfter(0)).toEqual([]);
-    expect(stores.pools.create("", "after", POOL).revision).toBe(stores.changes.currentRevision());
+    const stores = await open(path);
+    expect(await stores.pools.findStored("", "half-written")).toBeUndefined();
+    expect(await stores.changes.readAfter(0)).toEqual([]);
+    expect((await stores.pools.create("", "after", POOL)).revision).toBe(await stores.changes.currentRevision());
   });
 
   it("migrates a fresh file from two processes at once, 20 times over", async () => {
@@ -193,18 +254,18 @@ describe("the change log", () => {
 });
 
 describe("the sync lease", () => {
-  it("has one holder at a time; another may take it only once it expired or was released", () => {
+  it("has one holder at a time; another may take it only once it expired or was released", async () => {
     fresh();
-    const a = new LeaseStore(open().db, opened[0]!.changes);
-    const b = new LeaseStore(open().db, opened[1]!.changes);
+    const a = new LeaseStore((await open()).changes);
+    const b = new LeaseStore((await open()).changes);
     const now = Date.now();
-    expect(a.acquire("sync", "a", 1_000, now).holder).toBe("a");
-    expect(b.acquire("sync", "b", 1_000, now + 500).holder).toBe("a");
-    expect(a.acquire("sync", "a", 1_000, now + 900).expiresAt.getTime()).toBe(now + 1_900);
-    expect(b.acquire("sync", "b", 1_000, now + 1_800).holder).toBe("a");
-    expect(b.acquire("sync", "b", 1_000, now + 1_901).holder).toBe("b");
-    b.release("sync", "b");
-    expect(a.acquire("sync", "a", 1_000, now + 1_902).holder).toBe("a");
+    expect((await a.acquire("sync", "a", 1_000, now)).holder).toBe("a");
+    expect((await b.acquire("sync", "b", 1_000, now + 500)).holder).toBe("a");
+    expect((await a.acquire("sync", "a", 1_000, now + 900)).expiresAt.getTime()).toBe(now + 1_900);
+    expect((await b.acquire("sync", "b", 1_000, now + 1_800)).holder).toBe("a");
+    expect((await b.acquire("sync", "b", 1_000, now + 1_901)).holder).toBe("b");
+    await b.release("sync", "b");
+    expect((await a.acquire("sync", "a", 1_000, now + 1_902)).holder).toBe("a");
   });
 
   it("a leader whose renewals fail steps down by its renew deadline, before the lease could be taken", async () => {
@@ -223,7 +284,7 @@ describe("the sync lease", () => {
     });
     let failedAt = 0;
     elector.start();
-    expect(elector.isLeader).toBe(true);
+    await waitFor("the lease", () => elector.isLeader);
     failedAt = Date.now();
     failing = true;
     await waitFor("the step-down", () => !elector.isLeader, 10_000);
@@ -248,12 +309,13 @@ describe("the sync lease", () => {
       onStoppedLeading: () => new Promise<void>((resolve) => (finishStop = () => { running = false; resolve(); })),
     });
     elector.start();
+    await waitFor("the lease", () => elector.isLeader);
     const stopping = elector.stop();
     elector.start();
     finishStop();
     await stopping;
     expect(released).toEqual([]);
-    expect(elector.isLeader).toBe(true);
+    await waitFor("the new term's lease", () => elector.isLeader);
     const last = elector.stop();
     let resolved = false;
     void last.then(() => (resolved = true));

@@ -20,10 +20,10 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 switch (mode) {
   case "migrate":
     say("ready");
-    lines.on("line", (line) => {
+    lines.on("line", async (line) => {
       const target = line.replace(/^go /, "");
       try {
-        openStores({ path: target }).db.close();
+        await (await openStores({ path: target })).engine.close();
         say(`ok ${target}`);
       } catch (error) {
         say(`error ${target} ${(error as Error).message}`);
@@ -31,19 +31,19 @@ switch (mode) {
     });
     break;
   case "write-status": {
-    const stores = openStores({ path: path!, lockTimeoutMs: 5_000 });
+    const stores = await openStores({ path: path!, lockTimeoutMs: 5_000 });
     let wrote = 0;
     let failed = 0;
     let stopping = false;
     lines.on("line", () => (stopping = true));
-    const loop = () => {
+    const loop = async () => {
       if (stopping) {
         say(`wrote ${wrote} failed ${failed}`);
-        stores.db.close();
+        await stores.engine.close();
         process.exit(0);
       }
       try {
-        stores.sync.recordOutcome("", extra!, {
+        await stores.sync.recordOutcome("", extra!, {
           startedAt: new Date(), finishedAt: new Date(), full: false, applied: wrote, unchanged: 0, failure: null,
           objectsFailed: 0, objectFailures: [], templateErrors: [], desired: [], provisioned: [],
         });
@@ -51,21 +51,21 @@ switch (mode) {
       } catch (error) {
         if (failed++ === 0) process.stderr.write(`first failed write: ${(error as Error).message}\n`);
       }
-      setImmediate(loop);
+      setImmediate(() => void loop());
     };
     say("writing");
-    loop();
+    void loop();
     break;
   }
   case "hang-in-transaction": {
-    const stores = openStores({ path: path! });
-    stores.changes.write(() => {
-      stores.pools.create("", "half-written", {
+    const stores = await openStores({ path: path! });
+    await stores.changes.write(async () => {
+      await stores.pools.create("", "half-written", {
         objectStoreUri: "s3://bucket", objectStoreEndpoint: "", secretStoreType: "VAULT", secretStoreLocator: "", imageRegistryLocator: "",
       });
       say("inside");
-      // Block inside the open transaction until killed.
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120_000);
+      // Stay inside the open transaction until killed.
+      await new Promise((resolve) => setTimeout(resolve, 120_000));
     });
     break;
   }

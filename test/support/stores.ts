@@ -9,17 +9,21 @@ import { DEFAULT_CREDENTIAL_DIRECTORIES } from "../../src/core/cluster.js";
 import { RoutingIndex } from "../../src/routing/routing-index.js";
 import { registerServices } from "../../src/services/index.js";
 import { domainErrors } from "../../src/services/errors.js";
+import { sql } from "kysely";
 import { openStores, type Stores } from "../../src/store/stores.js";
-import type { Db } from "../../src/store/database.js";
+
+export type TempStores = Stores & { path: string; cleanup(): Promise<void> };
 
 /** A fresh database in a temporary directory, removed by `cleanup`. */
-export function tempStores(): Stores & { cleanup(): void } {
+export async function tempStores(): Promise<TempStores> {
   const dir = mkdtempSync(join(tmpdir(), "clusterplane-test-"));
-  const stores = openStores({ path: join(dir, "test.db") });
+  const path = join(dir, "test.db");
+  const stores = await openStores({ path });
   return {
     ...stores,
-    cleanup() {
-      if (stores.db.open) stores.db.close();
+    path,
+    async cleanup() {
+      await stores.engine.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -30,10 +34,10 @@ const routingIndexes = new WeakMap<object, RoutingIndex>();
 
 /** A client for `service` over the in-memory router transport, with the server's error mapping. */
 export function inMemoryClient<S extends DescService>(service: S, stores: Stores): Client<S> {
-  let routing = routingIndexes.get(stores.db);
+  let routing = routingIndexes.get(stores.engine);
   if (!routing) {
     routing = new RoutingIndex(stores);
-    routingIndexes.set(stores.db, routing);
+    routingIndexes.set(stores.engine, routing);
   }
   const index = routing;
   // Tests write credential files to the temporary directory, so it is a credential directory too.
@@ -45,19 +49,19 @@ export function inMemoryClient<S extends DescService>(service: S, stores: Stores
 }
 
 /** Every row of every table, to prove a rejected request changed nothing. */
-export function snapshot(db: Db): Record<string, unknown[]> {
-  const tables = db
-    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-    .pluck()
-    .all() as string[];
-  return Object.fromEntries(tables.map((table) => [table, db.prepare(`SELECT * FROM "${table}"`).all()]));
+export async function snapshot(stores: Stores): Promise<Record<string, unknown[]>> {
+  const { db } = stores.engine;
+  const { rows: tables } = await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`.execute(db);
+  const snapshot: Record<string, unknown[]> = {};
+  for (const { name } of tables) snapshot[name] = (await sql`SELECT * FROM ${sql.table(name)}`.execute(db)).rows;
+  return snapshot;
 }
 
 /** Asserts that `call` fails with `code` and leaves every table as it was; returns the error. */
-export async function rejectedUnchanged(db: Db, call: () => Promise<unknown>, code: Code): Promise<ConnectError> {
-  const before = snapshot(db);
+export async function rejectedUnchanged(stores: Stores, call: () => Promise<unknown>, code: Code): Promise<ConnectError> {
+  const before = await snapshot(stores);
   const error = await failure(call());
   expect(error.code).toBe(code);
-  expect(snapshot(db)).toEqual(before);
+  expect(await snapshot(stores)).toEqual(before);
   return error;
 }
