@@ -232,7 +232,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   if (!auth.enabled && !isLoopback(config.host)) {
     logger.warn({ host: config.host }, "serving WITHOUT authentication beyond loopback (auth.allowUnauthenticated): anyone who reaches the port is an admin");
   }
-  leadership?.start();
+  await leadership?.start();
   metrics.leadsSync = () => leadership?.isLeader ?? false;
   logger.info(
     { revision: stores.changes.appliedRevision, syncLeader: leadership ? leadership.leader || null : null, thisProcess: leadership?.identity ?? null },

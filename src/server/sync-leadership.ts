@@ -59,8 +59,9 @@ export class SyncLeadership {
     return this.loop;
   }
 
-  start(): void {
-    this.elector.start();
+  /** Runs for leadership; resolves after the first try, so the caller knows whether it leads. */
+  start(): Promise<void> {
+    return this.elector.start();
   }
 
   /** Stops the loop and gives the lease up so another process can lead at once. */

@@ -145,7 +145,10 @@ export class ChangeLog {
     const unit: UnitOfWork = { db: this.engine.db, writing: true };
     let result: T;
     try {
-      result = await this.engine.writeTransaction((trx) => this.units.run(Object.assign(unit, { db: trx }), fn), options);
+      result = await this.engine.writeTransaction((trx) => {
+        unit.db = trx;
+        return this.units.run(unit, fn);
+      }, options);
     } catch (error) {
       if (this.engine.isLockTimeout(error)) {
         throw unavailable("the database is locked by another writer for longer than the lock timeout; retry the request");

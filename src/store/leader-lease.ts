@@ -123,10 +123,12 @@ export class LeaderElector {
     return this.leader;
   }
 
-  start(): void {
+  /** Starts running; resolves once the first try is done (leading or not), and never rejects. */
+  start(): Promise<void> {
     this.stopped = false;
     this.generation++;
     this.attempt = this.tryOnce(this.generation);
+    return this.attempt;
   }
 
   /**

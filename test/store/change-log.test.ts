@@ -283,8 +283,8 @@ describe("the sync lease", () => {
       onStoppedLeading: () => void events.push(`stopped after ${Date.now() - failedAt} ms`),
     });
     let failedAt = 0;
-    elector.start();
-    await waitFor("the lease", () => elector.isLeader);
+    await elector.start();
+    expect(elector.isLeader).toBe(true);
     failedAt = Date.now();
     failing = true;
     await waitFor("the step-down", () => !elector.isLeader, 10_000);
@@ -308,14 +308,14 @@ describe("the sync lease", () => {
       onStartedLeading: () => (running = true),
       onStoppedLeading: () => new Promise<void>((resolve) => (finishStop = () => { running = false; resolve(); })),
     });
-    elector.start();
-    await waitFor("the lease", () => elector.isLeader);
+    await elector.start();
     const stopping = elector.stop();
-    elector.start();
+    const restarted = elector.start();
     finishStop();
     await stopping;
+    await restarted;
     expect(released).toEqual([]);
-    await waitFor("the new term's lease", () => elector.isLeader);
+    expect(elector.isLeader).toBe(true);
     const last = elector.stop();
     let resolved = false;
     void last.then(() => (resolved = true));
