@@ -71,7 +71,7 @@ async function round(server: Served, load: Load): Promise<{ rate: number; cpuPer
         )
       : [new Uint8Array(0)];
   const cpuBefore = cpuMicros(server.child.pid!);
-  const worker = new Worker(new URL("./grpc-load-worker.mjs", import.meta.url), {
+  const worker = new Worker(new URL("./grpc-load-thread.mjs", import.meta.url), {
     workerData: {
       address: `127.0.0.1:${server.port}`,
       path: load === "write" ? "/clusterplane.v1.ProjectService/CreateProject" : "/grpc.health.v1.Health/Check",
