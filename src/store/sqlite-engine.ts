@@ -1,5 +1,5 @@
 import Database, { SqliteError, type Statement } from "better-sqlite3";
-import { Kysely, SqliteDialect, sql, type SqliteDatabase } from "kysely";
+import { Kysely, SqliteDialect, sql, type RawBuilder, type SqliteDatabase } from "kysely";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Engine, TransactionOptions } from "./engine.js";
@@ -103,7 +103,7 @@ export class SqliteEngine implements Engine {
     if (this.raw.open) await this.db.destroy();
   }
 
-  private async inTransaction<T>(connection: Executor, begin: ReturnType<typeof sql>, work: (trx: Executor) => Promise<T>): Promise<T> {
+  private async inTransaction<T>(connection: Executor, begin: RawBuilder<unknown>, work: (trx: Executor) => Promise<T>): Promise<T> {
     await begin.execute(connection);
     let result: T;
     try {
