@@ -190,21 +190,50 @@ describe("the controller", () => {
     expect(process.getActiveResourcesInfo().filter((resource) => resource === "Timeout").length).toBeLessThanOrEqual(before);
   });
 
-  it("retries a failed key after its backoff and resets the backoff after a success", async () => {
-    const verdicts: ReconcileVerdict[] = [{ failed: true, retryAfterMs: 0 }, { failed: true, retryAfterMs: 0 }, { requeueAfterMs: null }];
-    const seen: string[] = [];
-    let done!: () => void;
-    const finished = new Promise<void>((resolve) => (done = resolve));
-    const controller = controllerOf(async (key) => {
-      seen.push(key);
-      const verdict = verdicts.shift()!;
-      if (verdicts.length === 0) setImmediate(done);
-      return verdict;
-    });
+  it("retries a failed key after exponentially growing delays, capped at the maximum, and starts over after a success", async () => {
+    // WorkQueue takes no clock (only a random source, which Controller leaves at Math.random):
+    // fake timers drive the retries, and Math.random() at 1 takes the jitter out, so each delay
+    // is its full ceiling.
+    vi.useFakeTimers();
+    vi.spyOn(Math, "random").mockReturnValue(1);
+    const fail: ReconcileVerdict = { failed: true, retryAfterMs: 0 };
+    const verdicts: ReconcileVerdict[] = [fail, fail, fail, fail, fail, fail, { requeueAfterMs: null }, fail, fail, { requeueAfterMs: null }];
+    const calls: number[] = [];
+    const controller = controllerOf(async () => {
+      calls.push(Date.now());
+      return verdicts.shift()!;
+    }, 1);
     controller.start();
+
+    /** Lets the controller act on what it has, then moves the clock on by `ms`. */
+    const elapse = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+    /** Asserts the next retry comes exactly `delay` after the previous pass, not a millisecond sooner. */
+    async function expectRetryAfter(delay: number): Promise<void> {
+      const before = calls.length;
+      await elapse(delay - 1);
+      expect([delay, calls.length]).toEqual([delay, before]);
+      await elapse(1);
+      expect([delay, calls.length]).toEqual([delay, before + 1]);
+      expect(calls[before]! - calls[before - 1]!).toBe(delay);
+    }
+
     controller.enqueue("a");
-    await finished;
-    expect(seen).toEqual(["a", "a", "a"]);
+    await elapse(0);
+    expect(calls).toHaveLength(1);
+    // 100, doubling, then held at maxMs (1 000).
+    for (const delay of [100, 200, 400, 800, 1_000, 1_000]) await expectRetryAfter(delay);
+    // The seventh pass succeeded: nothing is armed, and nothing runs however long we wait.
+    expect(calls).toHaveLength(7);
+    expect(vi.getTimerCount()).toBe(0);
+    await elapse(60_000);
+    expect(calls).toHaveLength(7);
+
+    // A failure after that success backs off from initialMs again, not from where it was.
+    controller.enqueue("a");
+    await elapse(0);
+    expect(calls).toHaveLength(8);
+    for (const delay of [100, 200]) await expectRetryAfter(delay);
+    expect(verdicts).toEqual([]);
     await controller.stop();
   });
 
