@@ -15,11 +15,32 @@ export interface Column<T> {
   cell(item: T): string;
 }
 
-/** Aligned columns for a person; empty cells show as "-" so columns never look shifted. */
+/** One item's cells; empty ones show as "-" so columns never look shifted. */
+function cellsOf<T>(columns: readonly Column<T>[], item: T): string[] {
+  return columns.map((column) => column.cell(item) || "-");
+}
+
+/**
+ * A table's layout: each column as wide as its header and the widest cell of `items`. Rows of
+ * items that come later (a watch) keep these widths; a longer cell pushes the rest of its row.
+ */
+export interface TableLayout<T> {
+  header: string;
+  row(item: T): string;
+}
+
+export function tableLayout<T>(columns: readonly Column<T>[], items: readonly T[]): TableLayout<T> {
+  const headers = columns.map((column) => column.header);
+  const widths = headers.map((header) => header.length);
+  for (const item of items) cellsOf(columns, item).forEach((cell, index) => (widths[index] = Math.max(widths[index]!, cell.length)));
+  const line = (cells: string[]) => cells.map((cell, index) => cell.padEnd(widths[index]!)).join("   ").trimEnd();
+  return { header: line(headers), row: (item) => line(cellsOf(columns, item)) };
+}
+
+/** Aligned columns for a person: the header, then a row per item. */
 export function renderTable<T>(columns: readonly Column<T>[], items: readonly T[]): string {
-  const rows = [columns.map((column) => column.header), ...items.map((item) => columns.map((column) => column.cell(item) || "-"))];
-  const widths = columns.map((_, index) => Math.max(...rows.map((row) => row[index]!.length)));
-  return rows.map((row) => row.map((cell, index) => cell.padEnd(widths[index]!)).join("   ").trimEnd()).join("\n") + "\n";
+  const layout = tableLayout(columns, items);
+  return [layout.header, ...items.map((item) => layout.row(item))].join("\n") + "\n";
 }
 
 /** JSON or YAML of plain data, as `-o json` / `-o yaml` print it. */

@@ -107,4 +107,18 @@ describe("clusterplane get NOUN --watch", () => {
     expect(events.map((e) => [e.type, e.object?.project])).toEqual([["SNAPSHOT_COMPLETE", undefined], ["PUT", "team3"]]);
     expect(events[1]!.object).toMatchObject({ project: "team3", domain: "staging", value: "label3" });
   });
+
+  it("keeps the list's columns for every later row, a narrower one included", async () => {
+    const clusters = createClient(ClusterService, transport());
+    await clusters.createCluster({ cluster: seedCluster("a_rather_long_cluster_name") });
+    const { lines } = watch(["get", "cluster", "--watch"]);
+    await waitFor("the list", () => lines.some((line) => line.startsWith("a_rather_long_cluster_name ")), 20_000);
+    await clusters.createCluster({ cluster: seedCluster("c_1") });
+    await waitFor("c_1's row", () => lines.some((line) => line.startsWith("c_1 ")), 20_000);
+    const rows = lines.filter((line) => /^(a_rather_long_cluster_name|c_1) /.test(line));
+    expect(rows.map((row) => [row.split(" ")[0], row.indexOf(" default ") + 1])).toEqual([
+      ["a_rather_long_cluster_name", lines[0]!.indexOf("POOL")],
+      ["c_1", lines[0]!.indexOf("POOL")],
+    ]);
+  });
 });
