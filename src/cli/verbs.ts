@@ -175,7 +175,7 @@ export function registerNamedResource<S extends DescMessage>(verbs: Verbs, resou
   ).action(async (key: string | undefined, flags: Flags) => {
     const session = verbs.session();
     if (flags.watch) {
-      await watchList(session, resource, format(flags), key ? (item) => keyOf(item) === key : undefined);
+      await watchList(session, resource, format(flags), key ? (item) => keyOf(item) === key : undefined, flags);
       return;
     }
     if (key) {

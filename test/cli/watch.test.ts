@@ -4,9 +4,10 @@ import { createInterface } from "node:readline";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ClusterService } from "../../gen/clusterplane/v1/cluster_pb.js";
+import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
 import { ExecutionClusterLabelService } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
-import { seedCluster } from "../support/fixtures.js";
+import { seedCluster, seedProdPool } from "../support/fixtures.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { waitFor } from "../support/wait.js";
 
@@ -37,6 +38,13 @@ function watch(args: string[]) {
 }
 
 const transport = () => createGrpcTransport({ baseUrl: server.url });
+
+/** A watch row in brief: name, state and the mark of a row that left (`(deleted)`, `(no longer matches)`). */
+function brief(line: string): string {
+  const state = /\b(ACTIVE|DRAINED)\b/.exec(line)?.[1];
+  const gone = /\((deleted|no longer matches)\)$/.exec(line)?.[0];
+  return [line.split(" ")[0], state, gone].filter(Boolean).join(" ");
+}
 
 describe("clusterplane get NOUN --watch", () => {
   it("prints the list, then a row per change, as kubectl get -w does", async () => {
@@ -120,5 +128,62 @@ describe("clusterplane get NOUN --watch", () => {
       ["a_rather_long_cluster_name", lines[0]!.indexOf("POOL")],
       ["c_1", lines[0]!.indexOf("POOL")],
     ]);
+  });
+
+  it("applies get's --pool and --state: rows outside them never show, and one that stops matching leaves", async () => {
+    await createClient(ClusterPoolService, transport()).createClusterPool({ clusterPool: seedProdPool({ name: "blue" }) });
+    const clusters = createClient(ClusterService, transport());
+    await clusters.createCluster({ cluster: seedCluster("blue_1", "blue") });
+    await clusters.createCluster({ cluster: seedCluster("blue_2", "blue") });
+    await clusters.drainCluster({ name: "blue_2" });
+    await clusters.createCluster({ cluster: seedCluster("green_1") });
+    const { lines } = watch(["get", "cluster", "--watch", "--pool", "blue", "--state", "active"]);
+    await waitFor("the list", () => lines.some((line) => line.startsWith("blue_1")), 20_000);
+
+    await clusters.createCluster({ cluster: seedCluster("green_2") }); // another pool
+    await clusters.drainCluster({ name: "green_1" });
+    await clusters.activateCluster({ name: "blue_2" }); // starts matching
+    await clusters.drainCluster({ name: "blue_1" }); // stops matching
+    const { cluster } = await clusters.getCluster({ name: "blue_1" });
+    await clusters.deleteCluster({ name: "blue_1", etag: cluster!.etag }); // gone already
+    await clusters.createCluster({ cluster: seedCluster("b_3", "blue") });
+    // Changes come in order: once b_3's row is out, every earlier change has been shown or not.
+    await waitFor("b_3's row", () => lines.some((line) => line.startsWith("b_3")), 20_000);
+    expect(lines.map(brief)).toEqual(["NAME", "blue_1 ACTIVE", "blue_2 ACTIVE", "blue_1 DRAINED (no longer matches)", "b_3 ACTIVE"]);
+    // Every row keeps the list's columns, a shorter name (b_3) included.
+    for (const line of lines.slice(1)) expect([line, line.indexOf(" blue ") + 1]).toEqual([line, lines[0]!.indexOf("POOL")]);
+  });
+
+  it("prints the header with the first row when the list was empty", async () => {
+    await createClient(ClusterPoolService, transport()).createClusterPool({ clusterPool: seedProdPool({ name: "violet" }) });
+    const { lines, errors } = watch(["get", "cluster", "--watch", "--pool", "violet"]);
+    await waitFor("the empty list", () => errors.includes("No clusters yet; watching."), 20_000);
+    await createClient(ClusterService, transport()).createCluster({ cluster: seedCluster("violet_1", "violet") });
+    await waitFor("violet_1's row", () => lines.some((line) => line.startsWith("violet_1")), 20_000);
+    expect(lines.map(brief)).toEqual(["NAME", "violet_1 ACTIVE"]);
+    expect(lines[1]!.indexOf("violet ")).toBe(lines[0]!.indexOf("POOL"));
+  });
+
+  it("-o json with --state: a DELETE event for an object that stops matching, a PUT when it matches again", async () => {
+    const projects = createClient(ProjectService, transport());
+    await projects.createProject({ project: { id: "f-active" } });
+    await projects.createProject({ project: { id: "f-archived" } });
+    await projects.archiveProject({ id: "f-archived" });
+    const { lines } = watch(["get", "project", "--watch", "--state", "active", "-o", "json"]);
+    await waitFor("the snapshot", () => lines.some((line) => line.includes("SNAPSHOT_COMPLETE")), 20_000);
+    await projects.archiveProject({ id: "f-active" });
+    await projects.activateProject({ id: "f-archived" });
+    await projects.createProject({ project: { id: "f-new" } });
+    await waitFor("f-new", () => lines.some((line) => line.includes('"f-new"')), 20_000);
+    const events = lines.map((line) => JSON.parse(line) as { type: string; object?: { id: string; state?: string } });
+    expect(events.filter((e) => !e.object || e.object.id.startsWith("f-")).map((e) => [e.type, e.object?.id, e.object?.state])).toEqual([
+      ["PUT", "f-active", "PROJECT_STATE_ACTIVE"],
+      ["SNAPSHOT_COMPLETE", undefined, undefined],
+      ["DELETE", "f-active", "PROJECT_STATE_ARCHIVED"],
+      ["PUT", "f-archived", "PROJECT_STATE_ACTIVE"],
+      ["PUT", "f-new", "PROJECT_STATE_ACTIVE"],
+    ]);
+    // Nothing archived is listed (team2 of an earlier test, say), only taken away.
+    expect(events.filter((e) => e.type === "PUT").every((e) => e.object?.state === "PROJECT_STATE_ACTIVE")).toBe(true);
   });
 });
