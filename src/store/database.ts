@@ -1,27 +1,44 @@
-import { MIGRATIONS, type Migration } from "./migrations.js";
+import { MIGRATIONS, scriptFor, type Migration } from "./migrations.js";
 import type { Engine } from "./engine.js";
+import { isPostgresUrl, PostgresEngine } from "./postgres-engine.js";
 import { SqliteEngine } from "./sqlite-engine.js";
 
 /** How long a write waits for another process's write lock before answering UNAVAILABLE. */
 export const DEFAULT_LOCK_TIMEOUT_MS = 5_000;
 
+/** Settings only PostgreSQL has (SQLite has one connection and no statement timeout). */
+export interface PoolSettings {
+  poolSize?: number;
+  statementTimeoutMs?: number;
+}
+
 /**
- * Opens (creating if needed) the database at `path` (":memory:" for tests) and applies every
- * pending migration.
+ * Opens the database `location` names and applies every pending migration: a
+ * `postgres://` / `postgresql://` URL opens PostgreSQL; anything else is a SQLite file (created if
+ * needed), `sqlite:PATH` or ":memory:" for tests.
  */
 export async function openDatabase(
-  path: string,
+  location: string,
   migrations: readonly Migration[] = MIGRATIONS,
   lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS,
+  pool: PoolSettings = {},
 ): Promise<Engine> {
-  const engine = await SqliteEngine.open(path, lockTimeoutMs);
+  const engine = isPostgresUrl(location)
+    ? await PostgresEngine.open({ url: location, lockTimeoutMs, ...pool })
+    : await SqliteEngine.open(sqlitePath(location), lockTimeoutMs);
   try {
-    await whileLocked(engine, lockTimeoutMs, () => applyMigrations(engine, migrations));
+    await engine.whileMigrating(() => whileLocked(engine, lockTimeoutMs, () => applyMigrations(engine, migrations)));
   } catch (error) {
     await engine.close();
     throw error;
   }
   return engine;
+}
+
+/** `sqlite:PATH` (or `sqlite://PATH`) is PATH; a plain path is itself. */
+export function sqlitePath(location: string): string {
+  const match = /^sqlite:(\/\/)?(.*)$/i.exec(location);
+  return match ? match[2]! : location;
 }
 
 const LOCKED_RETRY_MS = 10;
@@ -51,11 +68,11 @@ const SCHEMA_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
  */
 export async function applyMigrations(engine: Engine, migrations: readonly Migration[]): Promise<void> {
   await engine.writeTransaction(async (trx) => {
-    await engine.executeScript(trx, SCHEMA_MIGRATIONS_TABLE);
+    await engine.executeScript(trx, scriptFor(engine.name, SCHEMA_MIGRATIONS_TABLE));
     const applied = new Set((await trx.selectFrom("schema_migrations").select("version").execute()).map((row) => Number(row.version)));
     for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
       if (applied.has(migration.version)) continue;
-      await engine.executeScript(trx, migration.sql);
+      await engine.executeScript(trx, scriptFor(engine.name, migration.sql));
       await trx
         .insertInto("schema_migrations")
         .values({ version: migration.version, description: migration.description, applied_at: Date.now() })

@@ -30,6 +30,12 @@ export interface Engine {
   /** Runs a migration's script (several statements) inside the transaction of `trx`. */
   executeScript(trx: Executor, script: string): Promise<void>;
 
+  /**
+   * Runs `work` (applying migrations) so that processes starting together on one database do it
+   * one after the other; SQLite's write transaction already queues them.
+   */
+  whileMigrating<T>(work: () => Promise<T>): Promise<T>;
+
   /** Whether `error` says another writer held the lock for longer than the lock timeout. */
   isLockTimeout(error: unknown): boolean;
 

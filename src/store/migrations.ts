@@ -8,6 +8,21 @@ export interface Migration {
   sql: string;
 }
 
+/**
+ * A migration's script for `engine`. The list holds each script once, in SQLite's words; for
+ * PostgreSQL the few words that differ are translated: STRICT and WITHOUT ROWID are SQLite's
+ * alone; INTEGER columns hold millisecond times, so BIGINT; REAL is DOUBLE PRECISION; and text
+ * compares byte by byte (COLLATE "C"), as SQLite's BINARY does, so names sort and page alike.
+ */
+export function scriptFor(engine: string, script: string): string {
+  if (engine !== "postgres") return script;
+  return script
+    .replace(/\)\s*STRICT(\s*,\s*WITHOUT ROWID)?/g, ")")
+    .replace(/\bINTEGER\b/g, "BIGINT")
+    .replace(/\bREAL\b/g, "DOUBLE PRECISION")
+    .replace(/\bTEXT\b/g, 'TEXT COLLATE "C"');
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,

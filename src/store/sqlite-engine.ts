@@ -67,6 +67,11 @@ export class SqliteEngine implements Engine {
     this.raw.exec(script);
   }
 
+  whileMigrating<T>(work: () => Promise<T>): Promise<T> {
+    // The migrations' IMMEDIATE transaction is the lock; `openDatabase` retries a busy start.
+    return work();
+  }
+
   isLockTimeout(error: unknown): boolean {
     return isBusy(error);
   }

@@ -5,7 +5,7 @@ import { ChangeLog } from "./changes.js";
 import { ClusterLabelRepository } from "./cluster-label-repository.js";
 import { ClusterPoolRepository } from "./cluster-pool-repository.js";
 import { ClusterRepository } from "./cluster-repository.js";
-import { DEFAULT_LOCK_TIMEOUT_MS, openDatabase } from "./database.js";
+import { DEFAULT_LOCK_TIMEOUT_MS, openDatabase, type PoolSettings } from "./database.js";
 import type { Engine } from "./engine.js";
 import { ProjectRepository } from "./project-repository.js";
 import { QueueRepository } from "./queue-repository.js";
@@ -27,8 +27,8 @@ export interface Stores {
   sync: SyncRepository;
 }
 
-export interface StoreOptions {
-  /** Database file, or ":memory:". */
+export interface StoreOptions extends PoolSettings {
+  /** The database: a SQLite file (or `sqlite:` URL, or ":memory:"), or a `postgres://` URL. */
   path: string;
   /** The domains every project is provisioned for. */
   domains?: readonly string[];
@@ -37,7 +37,7 @@ export interface StoreOptions {
 }
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
-  const engine = await openDatabase(options.path, undefined, options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+  const engine = await openDatabase(options.path, undefined, options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, options);
   const changes = new ChangeLog(engine);
   await changes.open();
   const pools = new ClusterPoolRepository(changes);

@@ -1,6 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createRouterTransport, createClient, type Client, type Code, type ConnectError } from "@connectrpc/connect";
 import { expect } from "vitest";
 import { failure } from "./errors.js";
@@ -11,20 +9,26 @@ import { registerServices } from "../../src/services/index.js";
 import { domainErrors } from "../../src/services/errors.js";
 import { sql } from "kysely";
 import { openStores, type Stores } from "../../src/store/stores.js";
+import { SQLITE, type TestEngine } from "./engines.js";
 
 export type TempStores = Stores & { path: string; cleanup(): Promise<void> };
 
-/** A fresh database in a temporary directory, removed by `cleanup`. */
-export async function tempStores(): Promise<TempStores> {
-  const dir = mkdtempSync(join(tmpdir(), "clusterplane-test-"));
-  const path = join(dir, "test.db");
-  const stores = await openStores({ path });
+/** A fresh database of `engine` (a temporary SQLite file by default), removed by `cleanup`. */
+export async function tempStores(engine: TestEngine = SQLITE): Promise<TempStores> {
+  const database = await engine.fresh();
+  let stores: Stores;
+  try {
+    stores = await openStores({ path: database.location });
+  } catch (error) {
+    await database.drop();
+    throw error;
+  }
   return {
     ...stores,
-    path,
+    path: database.location,
     async cleanup() {
       await stores.engine.close();
-      rmSync(dir, { recursive: true, force: true });
+      await database.drop();
     },
   };
 }
@@ -51,7 +55,11 @@ export function inMemoryClient<S extends DescService>(service: S, stores: Stores
 /** Every row of every table, to prove a rejected request changed nothing. */
 export async function snapshot(stores: Stores): Promise<Record<string, unknown[]>> {
   const { db } = stores.engine;
-  const { rows: tables } = await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`.execute(db);
+  const listTables =
+    stores.engine.name === "postgres"
+      ? sql<{ name: string }>`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name`
+      : sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`;
+  const { rows: tables } = await listTables.execute(db);
   const snapshot: Record<string, unknown[]> = {};
   for (const { name } of tables) snapshot[name] = (await sql`SELECT * FROM ${sql.table(name)}`.execute(db)).rows;
   return snapshot;
