@@ -24,7 +24,7 @@ export async function openDatabase(
   pool: PoolSettings = {},
 ): Promise<Engine> {
   const engine = isPostgresUrl(location)
-    ? await PostgresEngine.open({ url: location, lockTimeoutMs, ...pool })
+    ? await PostgresEngine.open({ url: location, lockTimeoutMs, poolSize: pool.poolSize, statementTimeoutMs: pool.statementTimeoutMs })
     : await SqliteEngine.open(sqlitePath(location), lockTimeoutMs);
   try {
     await engine.whileMigrating(() => whileLocked(engine, lockTimeoutMs, () => applyMigrations(engine, migrations)));
