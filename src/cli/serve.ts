@@ -1,4 +1,5 @@
 import { DomainError } from "../core/errors.js";
+import { redactUrl } from "../store/location.js";
 import { resolveServerConfig, type ServeFlags } from "../server/config.js";
 import { createLogger, type Logger } from "../server/logging.js";
 import { startServer, type ServerConfig } from "../server/server.js";
@@ -45,7 +46,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
 /** The start-up line: where the server listens and how callers reach it. */
 function announce(logger: Logger, config: ServerConfig, url: string, fields: Record<string, unknown>): void {
   logger.info(
-    { url, database: config.databasePath, auth: describeAuth(config), cors: config.cors?.allowedOrigins ?? [], ...fields },
+    { url, database: redactUrl(config.databasePath), auth: describeAuth(config), cors: config.cors?.allowedOrigins ?? [], ...fields },
     `clusterplane listening on ${url} (gRPC, gRPC-Web and Connect)`,
   );
 }

@@ -2,6 +2,7 @@ import { statSync } from "node:fs";
 import type { ServeFlags } from "../server/config.js";
 import { createLogger } from "../server/logging.js";
 import { openStores } from "../store/stores.js";
+import { isPostgresUrl } from "../store/location.js";
 import { SyncLoop } from "../sync/sync-loop.js";
 import { configOrRefuse } from "./serve.js";
 
@@ -21,7 +22,7 @@ export async function syncOnce(flags: SyncOnceFlags): Promise<void> {
   }
   // One pass by hand, beside whichever server leads the loop (it does not take the sync lease):
   // its outcome reaches every server through the change log.
-  const stores = await openStores({ path: config.databasePath, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
+  const stores = await openStores({ path: config.databasePath, ...config.databasePool, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
   const loop = new SyncLoop(stores, { ...config.sync!, enabled: true }, createLogger("warn"));
   try {
     const reports = await loop.runOnce(flags.full ?? false);
@@ -44,6 +45,8 @@ export async function syncOnce(flags: SyncOnceFlags): Promise<void> {
  * mistyped --db would look like success. Only the server creates databases.
  */
 function databaseProblem(path: string): string | undefined {
+  // A PostgreSQL database is never created by opening it; a wrong URL fails to connect.
+  if (isPostgresUrl(path)) return undefined;
   let isFile: boolean;
   try {
     isFile = statSync(path).isFile();

@@ -54,7 +54,7 @@ export const CONFIG_DEFAULTS = {
  * `parseSyncSettings` reads (the same keys as a `--sync-config` file) and checks them itself.
  */
 export const CONFIG_KEYS = {
-  server: ["host", "port", "database", "shutdownGrace", "domains", "lockTimeout", "limits", "workers", "leanGrpc"],
+  server: ["host", "port", "database", "databasePoolSize", "statementTimeout", "shutdownGrace", "domains", "lockTimeout", "limits", "workers", "leanGrpc"],
   log: ["level", "rpcCalls", "slowRpc"],
   auth: ["tokensFile", "allowUnauthenticated", "clientCertificates"],
   tls: ["certFile", "keyFile", "clientCaFile", "requireClientCertificate"],
@@ -205,6 +205,11 @@ function readReplicationSettings(
   };
   const lockTimeout = duration("server", "lockTimeout");
   if (lockTimeout !== undefined) config.lockTimeoutMs = lockTimeout;
+  const pool = definedOnly({
+    poolSize: count("server", "databasePoolSize", 1_000),
+    statementTimeoutMs: duration("server", "statementTimeout"),
+  });
+  if (Object.keys(pool).length > 0) config.databasePool = pool;
   config.changeLog = definedOnly({
     followIntervalMs: duration("changeLog", "followInterval"),
     retainEntries: count("changeLog", "retainEntries", 100_000_000),

@@ -10,6 +10,7 @@ import { file_clusterplane_v1_watch, WatchService } from "../../gen/clusterplane
 import { serviceImplementations } from "../services/index.js";
 import { RoutingIndex } from "../routing/routing-index.js";
 import { openStores, type Stores } from "../store/stores.js";
+import type { PoolSettings } from "../store/database.js";
 import type { SyncLoop } from "../sync/sync-loop.js";
 import { DEFAULT_LEASE_TIMINGS, type LeaseTimings } from "../store/leader-lease.js";
 import { DEFAULT_WATCH_OPTIONS, WatchHub, type WatchOptions } from "../services/watch-service.js";
@@ -85,8 +86,10 @@ export interface ServerConfig {
   host: string;
   /** TCP port; 0 picks a free one. */
   port: number;
-  /** SQLite database file, or ":memory:". */
+  /** SQLite database file (or ":memory:"), or a `postgres://` URL. */
   databasePath: string;
+  /** PostgreSQL only: connections in the pool, and the longest a statement may run. */
+  databasePool?: PoolSettings;
   /** How long in-flight calls may take to finish after shutdown begins. */
   shutdownGraceMs: number;
   /** The domains every project is provisioned for; development, staging, production by default. */
@@ -163,7 +166,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     requireClientCertificate: config.tls?.requireClientCertificate ?? false,
     certificateRoles: config.auth?.clientCertificates ?? {},
   });
-  const stores = await openStores({ path: config.databasePath, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
+  const stores = await openStores({ path: config.databasePath, ...config.databasePool, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs });
   stores.changes.onListenerError = (error, change) => logger.error({ err: error, change }, "a listener of store changes failed");
   const changeLog = { ...DEFAULT_CHANGE_LOG_CONFIG, ...config.changeLog };
   let routing: RoutingIndex;

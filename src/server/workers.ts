@@ -76,7 +76,7 @@ interface WorkerState {
 async function runPrimary(config: ServerConfig, logger: Logger, hooks: WorkerHooks): Promise<void> {
   const count = config.workers ?? 1;
   // Migrations run here once, so that workers starting together do not race to apply them.
-  await (await openStores({ path: config.databasePath, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs })).engine.close();
+  await (await openStores({ path: config.databasePath, ...config.databasePool, domains: config.domains, lockTimeoutMs: config.lockTimeoutMs })).engine.close();
 
   const workers = new Map<Worker, WorkerState>();
   const failures = new Array<number>(count).fill(0);

@@ -1,6 +1,6 @@
 import { MIGRATIONS, scriptFor, type Migration } from "./migrations.js";
 import type { Engine } from "./engine.js";
-import { isPostgresUrl, PostgresEngine } from "./postgres-engine.js";
+import { isPostgresUrl, sqlitePath } from "./location.js";
 import { SqliteEngine } from "./sqlite-engine.js";
 
 /** How long a write waits for another process's write lock before answering UNAVAILABLE. */
@@ -24,7 +24,8 @@ export async function openDatabase(
   pool: PoolSettings = {},
 ): Promise<Engine> {
   const engine = isPostgresUrl(location)
-    ? await PostgresEngine.open({ url: location, lockTimeoutMs, poolSize: pool.poolSize, statementTimeoutMs: pool.statementTimeoutMs })
+    ? // Loaded only when asked for: a SQLite server never loads the PostgreSQL driver.
+      await (await import("./postgres-engine.js")).PostgresEngine.open({ url: location, lockTimeoutMs, poolSize: pool.poolSize, statementTimeoutMs: pool.statementTimeoutMs })
     : await SqliteEngine.open(sqlitePath(location), lockTimeoutMs);
   try {
     await engine.whileMigrating(() => whileLocked(engine, lockTimeoutMs, () => applyMigrations(engine, migrations)));
@@ -33,12 +34,6 @@ export async function openDatabase(
     throw error;
   }
   return engine;
-}
-
-/** `sqlite:PATH` (or `sqlite://PATH`) is PATH; a plain path is itself. */
-export function sqlitePath(location: string): string {
-  const match = /^sqlite:(\/\/)?(.*)$/i.exec(location);
-  return match ? match[2]! : location;
 }
 
 const LOCKED_RETRY_MS = 10;

@@ -291,20 +291,3 @@ function sqlState(error: unknown): string | undefined {
 function quoteIdentifier(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
-
-/** Whether `location` (a `--db` value) names a PostgreSQL database rather than a SQLite file. */
-export function isPostgresUrl(location: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(location);
-}
-
-/** The URL with its password replaced, for logs and error messages. */
-export function redactUrl(location: string): string {
-  if (!isPostgresUrl(location)) return location;
-  try {
-    const url = new URL(location);
-    if (url.password) url.password = "***";
-    return url.toString();
-  } catch {
-    return "postgres://…";
-  }
-}

@@ -13,6 +13,7 @@ import { ProjectService } from "../../gen/clusterplane/v1/project_pb.js";
 import { QueueService } from "../../gen/clusterplane/v1/queue_pb.js";
 import { seedCluster, seedProdPool } from "../support/fixtures.js";
 import { waitFor } from "../support/wait.js";
+import { testEngines, type TestDatabase } from "../support/engines.js";
 
 interface Replica {
   child: ChildProcess;
@@ -22,11 +23,14 @@ interface Replica {
 
 let dir = "";
 let replicas: Replica[] = [];
+let database: TestDatabase | undefined;
 afterEach(async () => {
   for (const replica of replicas) replica.child.kill("SIGKILL");
   await Promise.all(replicas.map((r) => (r.child.exitCode === null && r.child.signalCode === null ? new Promise((resolve) => r.child.once("exit", resolve)) : null)));
   replicas = [];
   if (dir) rmSync(dir, { recursive: true, force: true });
+  await database?.drop();
+  database = undefined;
 });
 
 /** `clusterplane serve` as its own process (from the sources), on the shared database. */
@@ -69,10 +73,11 @@ async function eventually<T>(what: string, call: () => Promise<T>, accept: (outc
   }
 }
 
-describe("two servers on one SQLite file", () => {
+// SQLite: one file; PostgreSQL (when reachable): one database, every replica on it.
+describe.each(testEngines())("two servers on one database ($name)", (engine) => {
   it("B answers from every write made through A: each noun, and routing", async () => {
-    dir = mkdtempSync(join(tmpdir(), "clusterplane-replicas-"));
-    const db = join(dir, "shared.db");
+    database = await engine.fresh();
+    const db = database.location;
     const [a, b] = await Promise.all([startReplica(["--db", db, "--no-sync"]), startReplica(["--db", db, "--no-sync"])]);
     const onA = clients(a.url);
     const onB = clients(b.url);
@@ -87,7 +92,11 @@ describe("two servers on one SQLite file", () => {
     await onA.pools.createClusterPool({ clusterPool: seedProdPool() });
     await eventually("the pool on B", () => onB.pools.getClusterPool({ name: "prod" }), (r) => !(r instanceof ConnectError));
     for (const name of ["dataplane_1", "dataplane_2"]) await onA.clusters.createCluster({ cluster: seedCluster(name, "prod") });
+    // A write through A is answered by B within a second (a NOTIFY on PostgreSQL, the poll on SQLite).
+    const written = Date.now();
     await onA.projects.createProject({ project: { id: "team1" } });
+    await eventually("the project on B", () => onB.projects.getProject({ id: "team1" }), (r) => !(r instanceof ConnectError));
+    expect(Date.now() - written).toBeLessThan(1_000);
     await onA.ecl.createClusterLabel({ label: { name: "label1", clusters: [{ cluster: "dataplane_1", weight: 1 }] } });
     await onA.ecl.updateExecutionClusterLabel({ executionClusterLabel: { project: "team1", domain: "development", value: "label1" } });
     await eventually("B routing by the assignment", () => select(), (r) => !(r instanceof ConnectError) && r.cluster === "dataplane_1");
@@ -122,7 +131,8 @@ describe("two servers on one SQLite file", () => {
 
   it("runs one sync loop: the second server follows, and takes over within the lease after the leader is killed", async () => {
     dir = mkdtempSync(join(tmpdir(), "clusterplane-replicas-"));
-    const db = join(dir, "shared.db");
+    database = await engine.fresh();
+    const db = database.location;
     const config = join(dir, "clusterplane.yaml");
     writeFileSync(config, "leaderElection:\n  leaseDuration: 3s\n  renewInterval: 500ms\n  renewDeadline: 2s\n  retryInterval: 250ms\n");
     const first = await startReplica(["--db", db, "--config", config]);
