@@ -1,7 +1,8 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { DomainError, shorten, type DomainErrorKind, type FieldViolation } from "../core/errors.js";
+import { DomainError, shorten, unavailable, type DomainErrorKind, type FieldViolation } from "../core/errors.js";
+import { isDatabaseUnavailable } from "../store/database-errors.js";
 
 const CODES: Record<DomainErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -45,12 +46,18 @@ function boundedViolations(violations: readonly FieldViolation[]): FieldViolatio
   return kept;
 }
 
-/** Maps domain errors thrown anywhere below a handler to their gRPC codes. */
+/**
+ * Maps domain errors thrown anywhere below a handler to their gRPC codes; a database that cannot
+ * be reached right now (PostgreSQL restarting, a lost connection) is UNAVAILABLE, not INTERNAL.
+ */
 export const domainErrors: Interceptor = (next) => async (request) => {
   try {
     return await next(request);
   } catch (error) {
     if (error instanceof DomainError) throw toConnectError(error);
+    if (isDatabaseUnavailable(error)) {
+      throw toConnectError(unavailable("the database cannot be reached right now; retry the request"));
+    }
     throw error;
   }
 };

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { isPostgresUrl, redactUrl, sqlitePath } from "../../src/store/location.js";
 import { MIGRATIONS, scriptFor } from "../../src/store/migrations.js";
+import { isDatabaseUnavailable } from "../../src/store/database-errors.js";
 
 describe("the --db value", () => {
   it("selects PostgreSQL by URL, and SQLite for anything else", () => {
@@ -30,5 +31,17 @@ describe("migrations for both engines from one list", () => {
     expect(scriptFor("postgres", "weight REAL NOT NULL, at INTEGER, name TEXT NOT NULL) STRICT, WITHOUT ROWID;")).toBe(
       'weight DOUBLE PRECISION NOT NULL, at BIGINT, name TEXT COLLATE "C" NOT NULL);',
     );
+  });
+});
+
+describe("a database out of reach", () => {
+  it("is told apart from a failed request, so it answers UNAVAILABLE", () => {
+    const withCode = (code: string) => Object.assign(new Error("x"), { code });
+    expect(isDatabaseUnavailable(withCode("57P01"))).toBe(true);
+    expect(isDatabaseUnavailable(withCode("08006"))).toBe(true);
+    expect(isDatabaseUnavailable(withCode("ECONNREFUSED"))).toBe(true);
+    expect(isDatabaseUnavailable(new Error("Connection terminated unexpectedly"))).toBe(true);
+    expect(isDatabaseUnavailable(withCode("23505"))).toBe(false);
+    expect(isDatabaseUnavailable(new Error("boom"))).toBe(false);
   });
 });
