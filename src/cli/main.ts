@@ -80,6 +80,13 @@ program
   .option("--sync-config <file>", "YAML file of cluster-sync settings and templates (env CLUSTERPLANE_SYNC_CONFIG)")
   .action(async (flags) => (await import("./sync-once.js")).syncOnce(flags));
 
+program
+  .command("migrate")
+  .description("apply pending schema migrations to the database, then exit (for an init container)")
+  .option("--db <path|url>", "SQLite database file, or postgres://user@host:5432/name (env CLUSTERPLANE_DB, default ./clusterplane.db)")
+  .option("--config <file>", "YAML configuration file; flags and environment override it (env CLUSTERPLANE_CONFIG_FILE)")
+  .action(async (flags) => (await import("./migrate.js")).migrate(flags));
+
 let session: Session | undefined;
 const verb = (name: string, description: string) => program.command(name).description(description);
 const verbs: Verbs = {
