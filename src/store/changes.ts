@@ -146,7 +146,10 @@ export class ChangeLog {
     let result: T;
     try {
       result = await this.engine.writeTransaction((trx) => {
+        // The engine may run the transaction again (after a serialization failure): each run
+        // starts the unit afresh, so its revisions are read again under the lock.
         unit.db = trx;
+        unit.nextRevision = undefined;
         return this.units.run(unit, fn);
       }, options);
     } catch (error) {

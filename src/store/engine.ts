@@ -20,7 +20,8 @@ export interface Engine {
    * Runs `work` on one connection inside a transaction that holds the database's write lock
    * from its start (so a read-then-write can never fail half-way); commits when `work`
    * resolves, rolls back when it throws. Waiting for the lock past the timeout fails with an
-   * error `isLockTimeout` recognizes.
+   * error `isLockTimeout` recognizes. An engine may run `work` again in a new transaction after
+   * a serialization failure or deadlock, so `work` must keep no state across runs.
    */
   writeTransaction<T>(work: (trx: Executor) => Promise<T>, options?: TransactionOptions): Promise<T>;
 

@@ -37,6 +37,8 @@ export class PostgresEngine implements Engine {
   readonly name = "postgres";
   readonly db: Executor;
   private open = true;
+  /** Stops every `followCommits` still running, so closing ends their LISTEN connections too. */
+  private readonly followers = new Set<() => void>();
 
   private constructor(
     pool: pg.Pool,
@@ -159,16 +161,20 @@ export class PostgresEngine implements Engine {
     // The poll catches what a lost LISTEN connection missed; with LISTEN working it rarely finds news.
     const timer = setInterval(() => void check(), Math.max(intervalMs, listener.pollFallbackMs));
     timer.unref();
-    return () => {
+    const stop = () => {
       stopped = true;
       clearInterval(timer);
+      this.followers.delete(stop);
       void listener.stop();
     };
+    this.followers.add(stop);
+    return stop;
   }
 
   async close(): Promise<void> {
     if (!this.open) return;
     this.open = false;
+    for (const stop of [...this.followers]) stop();
     // Kysely's destroy ends the pool.
     await this.db.destroy();
   }
