@@ -24,8 +24,10 @@ export default async function setup(project) {
 
 async function createRunDatabase() {
   const url = process.env.CLUSTERPLANE_TEST_POSTGRES || LOCAL_POSTGRES;
-  const name = `clusterplane_test_${randomBytes(6).toString("hex")}`;
+  // The creation time in the name lets a later run drop what a killed run left behind.
+  const name = `clusterplane_test_${Math.floor(Date.now() / 1000)}_${randomBytes(4).toString("hex")}`;
   try {
+    await dropAbandoned(url);
     await adminQuery(url, `CREATE DATABASE ${name}`);
   } catch (error) {
     const why = `PostgreSQL is not reachable at ${url} (${error.message})`;
@@ -45,11 +47,21 @@ async function createRunDatabase() {
   };
 }
 
+/** Run databases older than a day: their run was killed before its teardown. */
+async function dropAbandoned(url) {
+  const { rows } = await adminQuery(url, "SELECT datname FROM pg_database WHERE datname LIKE 'clusterplane\\_test\\_%'");
+  const dayAgo = Date.now() / 1000 - 86_400;
+  for (const { datname } of rows) {
+    const created = Number(/^clusterplane_test_(\d+)_/.exec(datname)?.[1] ?? 0);
+    if (created < dayAgo) await adminQuery(url, `DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`).catch(() => undefined);
+  }
+}
+
 async function adminQuery(url, text) {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3_000 });
   await client.connect();
   try {
-    await client.query(text);
+    return await client.query(text);
   } finally {
     await client.end();
   }

@@ -83,13 +83,16 @@ export class PostgresEngine implements Engine {
     const lockTimeoutMs = Math.min(this.lockTimeoutMs, options.lockTimeoutMs ?? Infinity);
     return this.retryingSerializationFailures(() =>
       this.inTransaction(
+        // One round trip (the simple protocol runs the three; both values are numbers made here):
+        // lock_timeout bounds the wait for the advisory lock (and any row lock), SQLSTATE 55P03
+        // after it; the advisory lock is the write lock, held until commit or rollback. READ
+        // COMMITTED takes a new snapshot per statement, so every statement after the lock sees
+        // all commits that came before it.
         [
-          sql`BEGIN ISOLATION LEVEL READ COMMITTED`,
-          // Bounds the wait for the advisory lock below (and for any row lock): SQLSTATE 55P03 after it.
-          sql`SELECT set_config('lock_timeout', ${`${Math.max(1, Math.floor(lockTimeoutMs))}ms`}, true)`,
-          // The write lock, held until commit or rollback. READ COMMITTED takes a new snapshot per
-          // statement, so every statement after this one sees all commits that came before.
-          sql`SELECT pg_advisory_xact_lock(${this.names.writeLock})`,
+          sql.raw(
+            `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}; ` +
+              `SELECT pg_advisory_xact_lock(${this.names.writeLock.toString()})`,
+          ),
         ],
         async (trx) => {
           const result = await work(trx);
