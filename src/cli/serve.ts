@@ -2,7 +2,7 @@ import { DomainError } from "../core/errors.js";
 import { redactUrl } from "../store/location.js";
 import { resolveServerConfig, type ServeFlags } from "../server/config.js";
 import { createLogger, type Logger } from "../server/logging.js";
-import { startServer, type ServerConfig } from "../server/server.js";
+import { shutDown, startServer, type ServerConfig } from "../server/server.js";
 import { isWorker, serveWithWorkers } from "../server/workers.js";
 
 /** `clusterplane serve`: runs the server until SIGTERM or SIGINT, then shuts down gracefully. */
@@ -29,16 +29,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
   }
   if (!config.sync?.enabled) logger.info({}, "cluster sync is off in this process");
   announce(logger, config, server.url, {});
-  const stop = (signal: string) => {
-    logger.info({ signal }, "shutting down: finishing in-flight calls");
-    server.close().then(
-      () => logger.info("stopped; database closed"),
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exitCode = 1;
-      },
-    );
-  };
+  const stop = (signal: string) => void shutDown(server, logger, { signal });
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
 }

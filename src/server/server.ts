@@ -274,6 +274,21 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   };
 }
 
+/**
+ * Graceful shutdown with its log lines, for `serve` and each of its workers: what began and why,
+ * then that the database is closed, or why shutdown failed (exit code 1).
+ */
+export function shutDown(server: RunningServer, logger: Logger, why: Record<string, unknown>): Promise<void> {
+  logger.info(why, "shutting down: finishing in-flight calls");
+  return server.close().then(
+    () => logger.info("stopped; database closed"),
+    (error: unknown) => {
+      logger.error({ err: error }, "shutdown failed");
+      process.exitCode = 1;
+    },
+  );
+}
+
 /** Compaction is housekeeping: a failure (the lock was busy) is retried at the next interval. */
 async function compactChangeLog(stores: Stores, config: ChangeLogConfig, logger: Logger): Promise<void> {
   try {

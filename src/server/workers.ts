@@ -3,7 +3,7 @@ import { AggregatorRegistry, type Aggregator } from "prom-client";
 import { openStores } from "../store/stores.js";
 import type { Logger } from "./logging.js";
 import type { ServerMetrics } from "./metrics.js";
-import { startServer, type ServerConfig } from "./server.js";
+import { shutDown, startServer, type ServerConfig } from "./server.js";
 
 /**
  * `clusterplane serve --workers N`: one primary process forks N workers that share the port
@@ -277,14 +277,7 @@ async function runWorker(config: ServerConfig, parentLogger: Logger, hooks: Work
   const stop = (reason: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ reason }, "shutting down: finishing in-flight calls");
-    running.close().then(
-      () => logger.info("stopped; database closed"),
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exitCode = 1;
-      },
-    ).finally(leave);
+    void shutDown(running, logger, { reason }).finally(leave);
   };
   process.on("message", (message: FromPrimary) => {
     if (message.type === "clusterplane:shutdown") stop("the primary process is shutting down");

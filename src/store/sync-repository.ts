@@ -3,6 +3,8 @@ import type { SyncStatus } from "../core/cluster.js";
 import { projectDomainKey, type ProjectDomain } from "../core/desired-state.js";
 import { statusAfter, type Condition, type ObjectFailure, type PassOutcome } from "../core/pass-outcome.js";
 import type { ChangeLog } from "./changes.js";
+import type { Selectable } from "kysely";
+import type { Tables } from "./schema.js";
 
 export interface AppliedObject {
   key: string;
@@ -167,21 +169,8 @@ export class SyncRepository {
   }
 }
 
-interface StatusRow {
-  last_attempt_time: number | null;
-  last_success_time: number | null;
-  objects_applied: number;
-  objects_unchanged: number;
-  objects_failed: number;
-  consecutive_failures: number;
-  last_error: string;
-  conditions: string;
-  object_failures: string;
-  failure_kind: string;
-  pairs_provisioned: number;
-  pairs_desired: number;
-  pairs_digest: string;
-}
+/** A cluster_sync_status row as read back (what the schema declares, without its keys). */
+type StatusRow = Omit<Selectable<Tables["cluster_sync_status"]>, "org" | "cluster" | "revision">;
 
 export function toStatus(row: StatusRow): SyncStatus {
   return {

@@ -23,7 +23,9 @@ async function loggedServer(calls: RpcLogPolicy, slowMs = 60_000) {
   });
   const server = await startTestServer({ rpcLog: { calls, slowMs } }, { logger: createLogger("info", destination) });
   const rpcLine = (requestId: string) => lines.find((line) => line.msg === "rpc" && line.requestId === requestId);
-  return { server, rpcLine };
+  /** The lines of one method, from both transports (grpc-js sends no x-request-id to find them by). */
+  const methodLines = (method: string) => lines.filter((line) => line.msg === "rpc" && line.procedure === `clusterplane.v1.ClusterPoolService/${method}`);
+  return { server, rpcLine, methodLines };
 }
 
 /** The same calls over the lean path (grpc-js) and connect-node's (Connect): a read, a write, a failure. */
@@ -44,13 +46,16 @@ async function callEach(server: TestServer, tag: string) {
 
 describe("the per-RPC log line follows log.rpcCalls on both transports", () => {
   it("notable (the default): failures and writes get a line, a fast successful read does not", async () => {
-    const { server, rpcLine } = await loggedServer("notable");
+    const { server, rpcLine, methodLines } = await loggedServer("notable");
     try {
       await callEach(server, "notable");
       expect(rpcLine("notable-connect-read")).toBeUndefined();
       expect(rpcLine("notable-connect-write")).toMatchObject({ procedure: "clusterplane.v1.ClusterPoolService/CreateClusterPool", code: "OK" });
       expect(rpcLine("notable-connect-failure")).toMatchObject({ code: "NOT_FOUND" });
-      // grpc-js sent no x-request-id: its lines are found by procedure and code.
+      // The same on the lean path (grpc-js): one line per transport for the write and the failure, none for the read.
+      expect(methodLines("ListClusterPools")).toHaveLength(0);
+      expect(methodLines("CreateClusterPool").map((line) => line.code)).toEqual(["OK", "OK"]);
+      expect(methodLines("GetClusterPool").map((line) => line.code)).toEqual(["NOT_FOUND", "NOT_FOUND"]);
       const metrics = await (await fetch(`${server.url}/metrics`)).text();
       expect(metrics).toContain('clusterplane_rpc_requests_total{service="clusterplane.v1.ClusterPoolService",method="ListClusterPools",code="OK"} 2');
     } finally {
@@ -64,6 +69,10 @@ describe("the per-RPC log line follows log.rpcCalls on both transports", () => {
     try {
       await callEach(everything.server, "all");
       await callEach(nothing.server, "none");
+      for (const method of ["ListClusterPools", "CreateClusterPool", "GetClusterPool"]) {
+        expect(everything.methodLines(method)).toHaveLength(2);
+        expect(nothing.methodLines(method)).toHaveLength(0);
+      }
       for (const what of ["read", "write", "failure"]) {
         expect(everything.rpcLine(`all-connect-${what}`)).toBeDefined();
         expect(nothing.rpcLine(`none-connect-${what}`)).toBeUndefined();
