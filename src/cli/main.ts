@@ -68,6 +68,8 @@ program
   .option("--cors-origin <origin>", "browser origin allowed to call the API; repeat for more (env CLUSTERPLANE_CORS_ORIGINS)",
     (origin: string, previous: string[] = []) => [...previous, origin])
   .option("--workers <n>", "server processes sharing the port, or auto for one per core (env CLUSTERPLANE_WORKERS, default 1)")
+  .option("--db-pool-size <n>", "PostgreSQL connections per server process (env CLUSTERPLANE_DB_POOL_SIZE, default 10)")
+  .option("--statement-timeout-ms <ms>", "PostgreSQL: the longest one statement may run, 0 for no limit (env CLUSTERPLANE_STATEMENT_TIMEOUT_MS, default 30000)")
   .action(async (flags) => (await import("./serve.js")).serve(flags));
 
 program

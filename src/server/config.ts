@@ -38,6 +38,8 @@ export interface ServeFlags {
   corsOrigin?: string[];
   /** `--workers N` or `auto`. */
   workers?: string;
+  dbPoolSize?: string;
+  statementTimeoutMs?: string;
 }
 
 export const CONFIG_DEFAULTS = {
@@ -184,6 +186,19 @@ export function resolveServerConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = 
   const metricsPublic = choose(fromEnv("CLUSTERPLANE_METRICS_PUBLIC"), fromFile("metrics", "public"));
   config.metrics = { public: metricsPublic ? (boolean(metricsPublic, problems) ?? true) : CONFIG_DEFAULTS.metricsPublic };
 
+  const poolSize = choose(flag(flags.dbPoolSize, "db-pool-size"), fromEnv("CLUSTERPLANE_DB_POOL_SIZE"), fromFile("server", "databasePoolSize"));
+  const statementTimeout = choose(
+    flag(flags.statementTimeoutMs, "statement-timeout-ms"),
+    fromEnv("CLUSTERPLANE_STATEMENT_TIMEOUT_MS"),
+    fromFile("server", "statementTimeout"),
+  );
+  const pool = definedOnly({
+    poolSize: poolSize ? integer(poolSize, 1, 1_000, problems) : undefined,
+    // 0 lifts the limit, as PostgreSQL's statement_timeout does.
+    statementTimeoutMs: statementTimeout ? milliseconds(statementTimeout, 3_600_000, problems) : undefined,
+  });
+  if (Object.keys(pool).length > 0) config.databasePool = pool;
+
   readReplicationSettings(config, fromFile, problems);
   problems.throwIfAny();
   return config;
@@ -205,11 +220,6 @@ function readReplicationSettings(
   };
   const lockTimeout = duration("server", "lockTimeout");
   if (lockTimeout !== undefined) config.lockTimeoutMs = lockTimeout;
-  const pool = definedOnly({
-    poolSize: count("server", "databasePoolSize", 1_000),
-    statementTimeoutMs: duration("server", "statementTimeout"),
-  });
-  if (Object.keys(pool).length > 0) config.databasePool = pool;
   config.changeLog = definedOnly({
     followIntervalMs: duration("changeLog", "followInterval"),
     retainEntries: count("changeLog", "retainEntries", 100_000_000),

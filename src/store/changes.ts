@@ -132,6 +132,11 @@ export class ChangeLog {
     return this.units.getStore()?.db ?? this.engine.db;
   }
 
+  /** The database's clock (see `Engine.clockMs`), read in the current unit of work. */
+  clockMs(): Promise<number> {
+    return this.engine.clockMs(this.db);
+  }
+
   /** Tells the log how to read each kind's current state, for the entries it appends. */
   describe(kind: ChangeKind, snapshot: Snapshot): void {
     this.snapshots.set(kind, snapshot);

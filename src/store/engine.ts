@@ -37,6 +37,13 @@ export interface Engine {
    */
   whileMigrating<T>(work: () => Promise<T>): Promise<T>;
 
+  /**
+   * The time in milliseconds by the clock every process sharing this database agrees on: the
+   * database server's for PostgreSQL, the machine's for a SQLite file (its processes share one
+   * kernel clock). Leases expire by it, so replicas on different machines need no clock agreement.
+   */
+  clockMs(trx: Executor): Promise<number>;
+
   /** Whether `error` says another writer held the lock for longer than the lock timeout. */
   isLockTimeout(error: unknown): boolean;
 

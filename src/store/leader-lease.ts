@@ -29,19 +29,21 @@ export const DEFAULT_LEASE_TIMINGS: LeaseTimings = {
 
 /**
  * A lease row in the database: one holder at a time, taken and renewed in a write-locked
- * transaction, so two processes can never both believe they took it. Expiry compares wall
- * clocks of the processes sharing the database (on one machine for SQLite).
+ * transaction, so two processes can never both believe they took it. Times are the database's
+ * clock (`Engine.clockMs`), so replicas on machines whose clocks disagree still agree on expiry.
  */
 export class LeaseStore {
   constructor(private readonly changes: ChangeLog) {}
 
   /**
    * Takes or renews the lease for `holder`; returns who holds it afterwards. `maxWaitMs` bounds the
-   * wait for another writer's lock (a renewal must not outwait its own deadline).
+   * wait for another writer's lock (a renewal must not outwait its own deadline). `now` (tests
+   * only) replaces the database's clock.
    */
-  acquire(name: string, holder: string, durationMs: number, now = Date.now(), maxWaitMs?: number): Promise<LeaseHolder> {
+  acquire(name: string, holder: string, durationMs: number, maxWaitMs?: number, now?: number): Promise<LeaseHolder> {
     const options = maxWaitMs === undefined ? undefined : { lockTimeoutMs: maxWaitMs };
     return this.changes.write(async () => {
+      now ??= await this.changes.clockMs();
       const current = await this.get(name);
       if (current && current.holder !== holder && current.expiresAt.getTime() > now) return current;
       const acquiredAt = current?.holder === holder ? current.acquiredAt.getTime() : now;
@@ -145,7 +147,7 @@ export class LeaderElector {
     await this.steppingDown;
     if (!wasLeading || !this.stopped || generation !== this.generation) return;
     try {
-      await this.leases.release(this.name, this.identity);
+      await within(this.timings.renewDeadlineMs, "releasing the lease", this.leases.release(this.name, this.identity));
     } catch (error) {
       this.events.onError?.(error);
     }
@@ -153,11 +155,16 @@ export class LeaderElector {
 
   private async tryOnce(generation: number): Promise<void> {
     if (this.stopped) return;
-    const now = Date.now();
+    // The local monotonic clock, read before asking: the database's expiry is at least
+    // durationMs after this instant, and the deadline below is renewDeadlineMs after it.
+    const now = performance.now();
     // A renewal waits for the lock no longer than the leader may go without one.
     const maxWaitMs = this.leading ? this.lastRenewal + this.timings.renewDeadlineMs - now : undefined;
     try {
-      const leader = await this.leases.acquire(this.name, this.identity, this.timings.durationMs, now, maxWaitMs);
+      // A database that stopped answering (a partition) must not stall the elector: the try is
+      // given up, and its late answer, if one ever comes, is ignored.
+      const leader = await within(this.timings.renewDeadlineMs, "taking or renewing the lease",
+        this.leases.acquire(this.name, this.identity, this.timings.durationMs, maxWaitMs));
       // Stopped (or stopped and started again) meanwhile: this try's answer is no longer ours to act on.
       if (this.stopped || generation !== this.generation) return;
       this.leader = leader;
@@ -179,9 +186,15 @@ export class LeaderElector {
    * lease can expire and another process can take it.
    */
   private renewed(at: number): void {
+    const remainingMs = at + this.timings.renewDeadlineMs - performance.now();
+    // An answer that hung past its own deadline proves nothing about now: the next try decides.
+    if (remainingMs <= 0) {
+      void this.stepDown();
+      return;
+    }
     this.lastRenewal = at;
     if (this.deadline) clearTimeout(this.deadline);
-    this.deadline = setTimeout(() => void this.stepDown(), Math.max(0, at + this.timings.renewDeadlineMs - Date.now()));
+    this.deadline = setTimeout(() => void this.stepDown(), remainingMs);
     this.deadline.unref();
     if (!this.leading) {
       this.leading = true;
@@ -217,4 +230,13 @@ export class LeaderElector {
     })();
     return this.steppingDown;
   }
+}
+
+/** `promise`, or a rejection naming `what` once `ms` have passed without it settling. */
+function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the database did not answer within ${ms} ms while ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

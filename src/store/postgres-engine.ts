@@ -17,6 +17,7 @@ export interface PostgresOptions {
 
 export const DEFAULT_POOL_SIZE = 10;
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
 
 /** SQLSTATEs this engine acts on (https://www.postgresql.org/docs/15/errcodes-appendix.html). */
 const LOCK_NOT_AVAILABLE = "55P03";
@@ -57,6 +58,10 @@ export class PostgresEngine implements Engine {
       // well below 2^53. Parsed for this engine's connections only, not for every `pg` user.
       types: { getTypeParser: numericTypeParser },
       statement_timeout: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS,
+      // A transaction whose client vanished (a partitioned replica) would keep the write lock until
+      // the server's TCP keepalive noticed, hours by default: every replica's writes would stall.
+      // None of ours waits on its client for more than milliseconds between statements.
+      idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
       application_name: "clusterplane",
       // A replica must notice a dead database server instead of waiting on a half-open socket.
       keepAlive: true,
@@ -66,6 +71,10 @@ export class PostgresEngine implements Engine {
     // An idle connection that breaks (the server restarted) is dropped by the pool; without a
     // listener its error would end the process.
     pool.on("error", () => undefined);
+    // A connection in use that breaks (a reset, a partition healing into a RST) fails its query,
+    // and `pg` also emits the error on the client, which nobody listens to while it is checked
+    // out: without this the process would crash. The pool drops such a client on release.
+    pool.on("connect", (client) => client.on("error", () => undefined));
     try {
       const names = await identify(pool);
       return new PostgresEngine(pool, connection, options.lockTimeoutMs, names);
@@ -114,6 +123,13 @@ export class PostgresEngine implements Engine {
   async executeScript(trx: Executor, script: string): Promise<void> {
     // Without parameters `pg` uses the simple query protocol, which runs several statements.
     await sql.raw(script).execute(trx);
+  }
+
+  async clockMs(trx: Executor): Promise<number> {
+    // clock_timestamp(), not now(): now() is frozen at the start of the transaction, which may
+    // have waited for the write lock.
+    const { rows } = await sql<{ ms: string }>`SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::text AS ms`.execute(trx);
+    return Number(rows[0]!.ms);
   }
 
   isLockTimeout(error: unknown): boolean {

@@ -72,6 +72,10 @@ export class SqliteEngine implements Engine {
     return work();
   }
 
+  async clockMs(): Promise<number> {
+    return Date.now();
+  }
+
   isLockTimeout(error: unknown): boolean {
     return isBusy(error);
   }

@@ -271,13 +271,13 @@ describe.each(testEngines())("on $name", (engine: TestEngine) => {
       const a = new LeaseStore((await open()).changes);
       const b = new LeaseStore((await open()).changes);
       const now = Date.now();
-      expect((await a.acquire("sync", "a", 1_000, now)).holder).toBe("a");
-      expect((await b.acquire("sync", "b", 1_000, now + 500)).holder).toBe("a");
-      expect((await a.acquire("sync", "a", 1_000, now + 900)).expiresAt.getTime()).toBe(now + 1_900);
-      expect((await b.acquire("sync", "b", 1_000, now + 1_800)).holder).toBe("a");
-      expect((await b.acquire("sync", "b", 1_000, now + 1_901)).holder).toBe("b");
+      expect((await a.acquire("sync", "a", 1_000, undefined, now)).holder).toBe("a");
+      expect((await b.acquire("sync", "b", 1_000, undefined, now + 500)).holder).toBe("a");
+      expect((await a.acquire("sync", "a", 1_000, undefined, now + 900)).expiresAt.getTime()).toBe(now + 1_900);
+      expect((await b.acquire("sync", "b", 1_000, undefined, now + 1_800)).holder).toBe("a");
+      expect((await b.acquire("sync", "b", 1_000, undefined, now + 1_901)).holder).toBe("b");
       await b.release("sync", "b");
-      expect((await a.acquire("sync", "a", 1_000, now + 1_902)).holder).toBe("a");
+      expect((await a.acquire("sync", "a", 1_000, undefined, now + 1_902)).holder).toBe("a");
     });
   });
 });
@@ -286,7 +286,8 @@ describe("the leader elector", () => {
   it("a leader whose renewals fail steps down by its renew deadline, before the lease could be taken", async () => {
     let failing = false;
     const leases = {
-      acquire: (_name: string, holder: string, durationMs: number, now: number) => {
+      acquire: (_name: string, holder: string, durationMs: number) => {
+        const now = Date.now();
         if (failing) throw new Error("database is locked");
         return { holder, acquiredAt: new Date(now), renewedAt: new Date(now), expiresAt: new Date(now + durationMs) };
       },
@@ -313,8 +314,8 @@ describe("the leader elector", () => {
   it("stop waits for the work to stop, and a stop followed by a start never releases the new term's lease", async () => {
     const released: string[] = [];
     const leases = {
-      acquire: (_name: string, holder: string, durationMs: number, now: number) =>
-        ({ holder, acquiredAt: new Date(now), renewedAt: new Date(now), expiresAt: new Date(now + durationMs) }),
+      acquire: (_name: string, holder: string, durationMs: number) =>
+        ({ holder, acquiredAt: new Date(), renewedAt: new Date(), expiresAt: new Date(Date.now() + durationMs) }),
       release: (_name: string, holder: string) => released.push(holder),
     } as unknown as LeaseStore;
     let running = false;

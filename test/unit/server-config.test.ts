@@ -255,6 +255,23 @@ describe("workers, the per-RPC log policy and the lean gRPC path", () => {
   });
 });
 
+describe("the PostgreSQL connection pool", () => {
+  it("reads its size and statement timeout from flags, the environment and the file, in that order", () => {
+    const file = yamlFile("server:\n  databasePoolSize: 20\n  statementTimeout: 5s\n");
+    expect(resolveServerConfig({}, {}).databasePool).toBeUndefined();
+    expect(resolveServerConfig({ config: file }, {}).databasePool).toEqual({ poolSize: 20, statementTimeoutMs: 5_000 });
+    expect(resolveServerConfig({ config: file }, { CLUSTERPLANE_DB_POOL_SIZE: "30", CLUSTERPLANE_STATEMENT_TIMEOUT_MS: "0" }).databasePool)
+      .toEqual({ poolSize: 30, statementTimeoutMs: 0 });
+    expect(resolveServerConfig({ config: file, dbPoolSize: "40", statementTimeoutMs: "1500" }, { CLUSTERPLANE_DB_POOL_SIZE: "30" }).databasePool)
+      .toEqual({ poolSize: 40, statementTimeoutMs: 1_500 });
+  });
+
+  it("refuses a pool of no connections and a timeout that is not a duration", () => {
+    expect(message(() => resolveServerConfig({ dbPoolSize: "0" }, {}))).toContain('--db-pool-size: "0" must be a whole number between 1 and 1000');
+    expect(message(() => resolveServerConfig({}, { CLUSTERPLANE_STATEMENT_TIMEOUT_MS: "soon" }))).toContain("CLUSTERPLANE_STATEMENT_TIMEOUT_MS");
+  });
+});
+
 describe("the open-bind rule", () => {
   it("knows loopback addresses", () => {
     for (const host of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"]) expect(isLoopback(host)).toBe(true);
