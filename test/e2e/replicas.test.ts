@@ -14,6 +14,7 @@ import { QueueService } from "../../gen/clusterplane/v1/queue_pb.js";
 import { seedCluster, seedProdPool } from "../support/fixtures.js";
 import { waitFor } from "../support/wait.js";
 import { testEngines, type TestDatabase } from "../support/engines.js";
+import { StandInApiServer } from "../support/kube/stand-in-apiserver.js";
 
 interface Replica {
   child: ChildProcess;
@@ -24,7 +25,10 @@ interface Replica {
 let dir = "";
 let replicas: Replica[] = [];
 let database: TestDatabase | undefined;
+let kube: StandInApiServer | undefined;
 afterEach(async () => {
+  await kube?.stop();
+  kube = undefined;
   for (const replica of replicas) replica.child.kill("SIGKILL");
   await Promise.all(replicas.map((r) => (r.child.exitCode === null && r.child.signalCode === null ? new Promise((resolve) => r.child.once("exit", resolve)) : null)));
   replicas = [];
@@ -153,5 +157,102 @@ describe.each(testEngines())("two servers on one database ($name)", (engine) => 
     // The lease (3 s) had to expire first: a follower never starts while the leader may still run.
     expect(Date.now() - killedAt).toBeLessThan(20_000);
     expect(await (await fetch(`${second.url}/metrics`)).text()).toMatch(/^clusterplane_sync_leader 1$/m);
+  });
+});
+
+/** Whether this replica says (on /readyz) that it runs the sync loop. */
+async function leads(replica: Replica): Promise<boolean> {
+  const readiness = (await (await fetch(`${replica.url}/readyz`)).json()) as { checks: { syncLeader: string } };
+  return readiness.checks.syncLeader.startsWith("this process");
+}
+
+describe.each(testEngines())("three replicas on one database ($name)", (engine) => {
+  it("answer alike within a second, sync once, fail over within 15 s of a kill -9 and lose no acknowledged write", async () => {
+    dir = mkdtempSync(join(tmpdir(), "clusterplane-replicas-"));
+    database = await engine.fresh();
+    kube = await StandInApiServer.start();
+    const credentials = kube.writeCredentials(dir);
+    const config = join(dir, "clusterplane.yaml");
+    // controller-runtime's timings (15 s lease, 10 s deadline) would pass too; these keep the test short.
+    writeFileSync(config, [
+      "leaderElection:", "  leaseDuration: 6s", "  renewInterval: 1s", "  renewDeadline: 4s", "  retryInterval: 500ms",
+      "sync:", "  requestTimeout: 2s", `  credentialDirectories: [${JSON.stringify(dir)}]`, "",
+    ].join("\n"));
+    const servers = await Promise.all([0, 1, 2].map(() => startReplica(["--db", database!.location, "--config", config])));
+    const onEach = servers.map((server) => clients(server.url));
+
+    // Writes through each replica; every one is seen by the others.
+    await onEach[0]!.pools.createClusterPool({ clusterPool: seedProdPool() });
+    // Both clusters are the one stand-in Kubernetes API: provisioning is idempotent.
+    const standIn = (name: string) => {
+      const cluster = seedCluster(name, "prod");
+      cluster.endpoint = kube!.url;
+      cluster.auth = { method: { case: "bearerTokenFile", value: credentials } } as typeof cluster.auth;
+      return cluster;
+    };
+    await onEach[1]!.clusters.createCluster({ cluster: standIn("dataplane_1") });
+    await onEach[2]!.clusters.createCluster({ cluster: standIn("dataplane_2") });
+    await onEach[0]!.projects.createProject({ project: { id: "team1" } });
+    const acknowledged: string[] = ["team1"];
+
+    // Routing: a label written through one replica routes identically on all three within a second.
+    const routeOn = (i: number) =>
+      onEach[i]!.ecl.selectCluster({ project: "team1", domain: "development", executionId: "exec-7", target: { case: undefined } })
+        .then((answer) => answer.cluster, (error: unknown) => ConnectError.from(error).code);
+    for (const [i, target] of [[1, "dataplane_1"], [2, "dataplane_2"], [0, "dataplane_1"]] as const) {
+      const through = onEach[i]!.ecl;
+      const label = await through.getClusterLabel({ name: "route" }).then((r) => r.label, () => undefined);
+      const clusters = [{ cluster: target, weight: 1 }];
+      if (label) await through.updateClusterLabel({ label: { name: "route", clusters, etag: label.etag } });
+      else {
+        await through.createClusterLabel({ label: { name: "route", clusters } });
+        await through.updateExecutionClusterLabel({ executionClusterLabel: { project: "team1", domain: "development", value: "route" } });
+      }
+      const written = Date.now();
+      await waitFor(`all three routing to ${target}`, async () => (await Promise.all([0, 1, 2].map(routeOn))).every((c) => c === target), 10_000);
+      expect(Date.now() - written, `a label written through replica ${i} took this long to route everywhere`).toBeLessThan(1_000);
+    }
+
+    // One sync loop: the leader provisions team1's namespaces in the stand-in Kubernetes API.
+    await waitFor("exactly one leader", async () => (await Promise.all(servers.map(leads))).filter(Boolean).length === 1, 30_000);
+    const leader = servers[(await Promise.all(servers.map(leads))).indexOf(true)]!;
+    const followers = servers.filter((s) => s !== leader);
+    await waitFor("team1's namespaces", () => kube!.getObject("namespaces", "", "team1-development") !== undefined, 30_000);
+
+    // Writes keep arriving through every replica while the leader dies; the ones answered OK count.
+    let writing = true;
+    const writers = servers.map(async (server, i) => {
+      for (let n = 0; writing; n++) {
+        const id = `p${i}x${n}`;
+        const ok = await clients(server.url).projects.createProject({ project: { id } }).then(() => true, () => false);
+        if (ok) acknowledged.push(id);
+        if (!ok && server !== leader) await new Promise((resolve) => setTimeout(resolve, 50));
+        if (!ok && server === leader) return;
+      }
+    });
+    await waitFor("a few writes through every replica", () => acknowledged.length > 12, 30_000);
+    leader.child.kill("SIGKILL");
+    const killedAt = Date.now();
+
+    // A project created after the kill is provisioned by whichever survivor takes over.
+    await clients(followers[0]!.url).projects.createProject({ project: { id: "after-the-kill" } });
+    acknowledged.push("after-the-kill");
+    await waitFor("a survivor to provision after-the-kill", () => kube!.getObject("namespaces", "", "after-the-kill-production") !== undefined, 30_000);
+    expect(Date.now() - killedAt, "sync resumed this long after the kill").toBeLessThan(15_000);
+    expect((await Promise.all(followers.map(leads))).filter(Boolean)).toHaveLength(1);
+
+    writing = false;
+    await Promise.all(writers);
+    for (const survivor of followers) {
+      const projects = clients(survivor.url).projects;
+      const ids = new Set<string>();
+      let pageToken = "";
+      do {
+        const page = await projects.listProjects({ pageSize: 500, pageToken });
+        for (const project of page.projects) ids.add(project.id);
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      expect(acknowledged.filter((id) => !ids.has(id)), `acknowledged writes missing on ${survivor.url}`).toEqual([]);
+    }
   });
 });
