@@ -173,9 +173,8 @@ describe.each(testEngines())("three replicas on one database ($name)", (engine) 
     kube = await StandInApiServer.start();
     const credentials = kube.writeCredentials(dir);
     const config = join(dir, "clusterplane.yaml");
-    // controller-runtime's timings (15 s lease, 10 s deadline) would pass too; these keep the test short.
+    // The default leader election timings: what the 15 s failover promise is about.
     writeFileSync(config, [
-      "leaderElection:", "  leaseDuration: 6s", "  renewInterval: 1s", "  renewDeadline: 4s", "  retryInterval: 500ms",
       "sync:", "  requestTimeout: 2s", `  credentialDirectories: [${JSON.stringify(dir)}]`, "",
     ].join("\n"));
     const servers = await Promise.all([0, 1, 2].map(() => startReplica(["--db", database!.location, "--config", config])));
