@@ -7,7 +7,25 @@ export type ClusterState = "ACTIVE" | "DRAINED";
 /** How the control plane reaches a cluster's API server. Only paths are kept, never contents. */
 export type ClusterAuth =
   | { kind: "bearer_token_file"; tokenPath: string; caCertPath: string }
-  | { kind: "in_cluster" };
+  | { kind: "in_cluster" }
+  /** Pull mode: the cluster's agent connects out; the control plane holds nothing of the cluster. */
+  | { kind: "agent" };
+
+/** Push: the control plane connects to the cluster's API. Pull: the cluster's agent connects out. */
+export type ClusterMode = "push" | "pull";
+
+export function modeOf(cluster: Pick<Cluster, "auth">): ClusterMode {
+  return cluster.auth.kind === "agent" ? "pull" : "push";
+}
+
+/** What a pull-mode cluster's agent reported, and when it last renewed its lease. */
+export interface AgentPresence {
+  version: string;
+  /** When the agent exchanged its join token; null until it did. */
+  joinedAt: Date | null;
+  /** Its last heartbeat, by the database's clock; null until it joined. */
+  heartbeatAt: Date | null;
+}
 
 /** The outcome of the cluster-sync loop on one cluster. */
 export interface SyncStatus {
@@ -44,8 +62,10 @@ export interface Cluster {
   etag: string;
   /** The change-log revision that last changed it (0 before the log existed). */
   revision: number;
-  /** Null until the sync loop has tried the cluster. */
+  /** Null until the sync loop (or, in pull mode, the agent) has reported a pass. */
   sync: SyncStatus | null;
+  /** Pull mode only; null in push mode. */
+  agent: AgentPresence | null;
 }
 
 /** The fields an operator may change after registration; the pool is not among them. */
@@ -60,6 +80,9 @@ const ENDPOINT_REQUIRED =
 const IN_CLUSTER_ENDPOINT =
   "must be empty with in_cluster auth: it always uses the API server of the cluster the control plane runs in";
 
+const AGENT_ENDPOINT =
+  "must be empty in pull mode (auth agent): the cluster's agent connects to the control plane, nothing connects to the cluster";
+
 export const UPDATABLE_CLUSTER_FIELDS = ["endpoint", "enabled", "auth"] as const;
 
 /**
@@ -70,6 +93,7 @@ export const UPDATABLE_CLUSTER_FIELDS = ["endpoint", "enabled", "auth"] as const
  */
 export function endpointProblem(endpoint: string, auth: ClusterAuth | undefined, enabled: boolean): string | null {
   if (auth?.kind === "in_cluster") return endpoint === "" ? null : IN_CLUSTER_ENDPOINT;
+  if (auth?.kind === "agent") return endpoint === "" ? null : AGENT_ENDPOINT;
   return endpoint === "" && enabled ? ENDPOINT_REQUIRED : null;
 }
 
@@ -106,10 +130,10 @@ export const DEFAULT_CREDENTIAL_DIRECTORIES = ["/var/run/credentials", "/etc/cre
  */
 export function checkAuth(auth: ClusterAuth | undefined, credentialDirectories: readonly string[], field: string, violations: Violations): void {
   if (!auth) {
-    violations.add(field, "is required: bearer_token_file { token_path, ca_cert_path } or in_cluster {}");
+    violations.add(field, "is required: bearer_token_file { token_path, ca_cert_path } or in_cluster {}; or leave out both endpoint and auth to register a pull-mode cluster, whose agent connects out");
     return;
   }
-  if (auth.kind === "in_cluster") return;
+  if (auth.kind === "in_cluster" || auth.kind === "agent") return;
   violations.add(`${field}.bearer_token_file.token_path`, checkCredentialPath(auth.tokenPath, credentialDirectories));
   violations.add(`${field}.bearer_token_file.ca_cert_path`, checkCredentialPath(auth.caCertPath, credentialDirectories));
 }

@@ -16,7 +16,9 @@ export type DomainErrorKind =
   | "failed_precondition"
   | "aborted"
   /** A transient condition (the database is locked by another writer): retrying helps. */
-  | "unavailable";
+  | "unavailable"
+  /** A credential in the request (a join token, an agent credential) is not, or no longer, valid. */
+  | "unauthenticated";
 
 export class DomainError extends Error {
   constructor(
@@ -48,6 +50,10 @@ export function failedPrecondition(message: string): DomainError {
 
 export function aborted(message: string): DomainError {
   return new DomainError("aborted", message);
+}
+
+export function unauthenticated(message: string): DomainError {
+  return new DomainError("unauthenticated", message);
 }
 
 export function unavailable(message: string): DomainError {

@@ -22,7 +22,9 @@ export type ClusterFailureKind =
   /** 5xx, or 429 (with Retry-After honoured). */
   | "server-error"
   /** The credential files could not be used (missing, outside the credential directories, bad CA). */
-  | "credentials";
+  | "credentials"
+  /** Pull mode: the cluster's agent has not renewed its lease within the grace. */
+  | "agent-silent";
 
 /** A failure confined to one object: the pass goes on, the cluster stays routable for what is provisioned. */
 export type ObjectFailureKind =
@@ -84,7 +86,7 @@ export interface Condition {
   lastTransitionTime: Date;
 }
 
-const UNREACHABLE_KINDS = new Set<ClusterFailureKind>(["unreachable", "wrong-endpoint", "server-error", "credentials"]);
+const UNREACHABLE_KINDS = new Set<ClusterFailureKind>(["unreachable", "wrong-endpoint", "server-error", "credentials", "agent-silent"]);
 
 /**
  * The conditions after a pass. A condition keeps its transition time while its status holds; the
@@ -145,6 +147,7 @@ function reasonOf(kind: ClusterFailureKind): string {
     "wrong-endpoint": "NotKubernetesAPI",
     "server-error": "ServerError",
     credentials: "CredentialsUnusable",
+    "agent-silent": "AgentSilent",
   };
   return reasons[kind];
 }
@@ -189,5 +192,72 @@ export function statusAfter(previous: SyncStatus | null, outcome: PassOutcome, p
     projectDomainsProvisioned: outcome.provisioned.length,
     projectDomainsDesired: outcome.desired.length,
     provisionedDigest,
+  };
+}
+
+/**
+ * A pull-mode cluster whose agent stopped renewing its lease: Reachable=False (it leaves routing),
+ * Authorized unknown; what it had provisioned and its object failures are kept as last reported.
+ */
+export function statusWhenAgentSilent(previous: SyncStatus | null, silentSince: Date, now: Date): SyncStatus {
+  const message =
+    `agent silent since ${silentSince.toISOString()}: its lease was not renewed in time; ` +
+    "check the agent (kubectl logs in the cluster) and its connection to the control plane";
+  const changed: Omit<Condition, "lastTransitionTime">[] = [
+    { type: "Reachable", status: "False", reason: "AgentSilent", message },
+    { type: "Authorized", status: "Unknown", reason: "NotReached", message: "the agent is not connected" },
+  ];
+  return {
+    ...(previous ?? emptyStatus()),
+    consecutiveFailures: (previous?.consecutiveFailures ?? 0) + 1,
+    lastError: message,
+    failureKind: "agent-silent",
+    conditions: withConditions(previous?.conditions ?? [], changed, now),
+  };
+}
+
+/** The agent of a silent pull-mode cluster renewed its lease: reachable again, by its last report. */
+export function statusWhenAgentBack(previous: SyncStatus, now: Date): SyncStatus {
+  return {
+    ...previous,
+    consecutiveFailures: 0,
+    lastError: "",
+    failureKind: "",
+    conditions: withConditions(previous.conditions, [
+      { type: "Reachable", status: "True", reason: "AgentConnected", message: "the agent renewed its lease" },
+      { type: "Authorized", status: "True", reason: "Provisioning", message: "the agent may provision project-domains" },
+    ], now),
+  };
+}
+
+/** Whether a status says the cluster's agent went silent (and has not been heard from since). */
+export function isAgentSilent(status: SyncStatus | null): boolean {
+  return status?.failureKind === "agent-silent";
+}
+
+function withConditions(previous: readonly Condition[], changed: Omit<Condition, "lastTransitionTime">[], now: Date): Condition[] {
+  const kept = previous.filter((condition) => !changed.some((next) => next.type === condition.type));
+  const updated = changed.map((next) => {
+    const before = previous.find((condition) => condition.type === next.type);
+    return { ...next, lastTransitionTime: before && before.status === next.status ? before.lastTransitionTime : now };
+  });
+  return [...updated, ...kept];
+}
+
+function emptyStatus(): SyncStatus {
+  return {
+    lastAttemptTime: null,
+    lastSuccessTime: null,
+    objectsApplied: 0,
+    objectsUnchanged: 0,
+    objectsFailed: 0,
+    consecutiveFailures: 0,
+    lastError: "",
+    conditions: [],
+    objectFailures: [],
+    failureKind: "",
+    projectDomainsProvisioned: 0,
+    projectDomainsDesired: 0,
+    provisionedDigest: "",
   };
 }

@@ -4,10 +4,15 @@
  * routing call; everything else writes).
  */
 
+/** The roles an operator grants (tokens file, client certificates). */
 export const ROLES = ["admin", "viewer", "router"] as const;
-export type Role = (typeof ROLES)[number];
+/**
+ * `agent` is never granted by an operator: it is the role of a pull-mode agent's credential,
+ * issued by JoinCluster and bound to one cluster.
+ */
+export type Role = (typeof ROLES)[number] | "agent";
 
-export function isRole(value: unknown): value is Role {
+export function isRole(value: unknown): value is (typeof ROLES)[number] {
   return typeof value === "string" && (ROLES as readonly string[]).includes(value);
 }
 
@@ -16,9 +21,10 @@ export function isRole(value: unknown): value is Role {
  * - `discovery`: any authenticated caller (server reflection);
  * - `read`: Get/List and sync status;
  * - `route`: SelectCluster;
- * - `write`: everything that changes state.
+ * - `write`: everything that changes state;
+ * - `agent`: AgentService but JoinCluster (the handler then checks the agent credential itself).
  */
-export type ProcedureKind = "open" | "discovery" | "read" | "route" | "write";
+export type ProcedureKind = "open" | "discovery" | "read" | "route" | "write" | "agent";
 
 export interface ProcedureFacts {
   /** Fully-qualified service name, e.g. `clusterplane.v1.ClusterService`. */
@@ -32,18 +38,25 @@ export interface ProcedureFacts {
 const OPEN_SERVICES = new Set(["grpc.health.v1.Health"]);
 const DISCOVERY_SERVICES = new Set(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"]);
 const ROUTING_METHODS = new Set(["clusterplane.v1.ExecutionClusterLabelService/SelectCluster"]);
+const AGENT_SERVICE = "clusterplane.v1.AgentService";
+/** A join token in the request is the credential: the agent has nothing else yet. */
+const JOIN_METHOD = `${AGENT_SERVICE}/JoinCluster`;
 
 export function procedureKind(procedure: ProcedureFacts): ProcedureKind {
-  if (OPEN_SERVICES.has(procedure.service)) return "open";
+  if (OPEN_SERVICES.has(procedure.service) || `${procedure.service}/${procedure.method}` === JOIN_METHOD) return "open";
+  if (procedure.service === AGENT_SERVICE) return "agent";
   if (DISCOVERY_SERVICES.has(procedure.service)) return "discovery";
   if (ROUTING_METHODS.has(`${procedure.service}/${procedure.method}`)) return "route";
   return procedure.sideEffectFree ? "read" : "write";
 }
 
 const GRANTS: Record<Role, ReadonlySet<ProcedureKind>> = {
-  admin: new Set(["open", "discovery", "read", "route", "write"]),
+  // Admins pass the gate to AgentService (with auth off everyone is an admin), and are then asked
+  // for an agent credential by the service itself.
+  admin: new Set(["open", "discovery", "read", "route", "write", "agent"]),
   viewer: new Set(["open", "discovery", "read"]),
   router: new Set(["open", "discovery", "read", "route"]),
+  agent: new Set(["open", "agent"]),
 };
 
 /** Whether `role` may call a procedure of `kind`. */
@@ -53,5 +66,5 @@ export function mayCall(role: Role, kind: ProcedureKind): boolean {
 
 /** The roles allowed a kind, for messages ("needs role admin"). */
 export function rolesAllowed(kind: ProcedureKind): Role[] {
-  return ROLES.filter((role) => mayCall(role, kind));
+  return [...ROLES, "agent" as const].filter((role) => mayCall(role, kind));
 }

@@ -1,4 +1,4 @@
-import type { Cluster } from "../core/cluster.js";
+import { modeOf, type Cluster } from "../core/cluster.js";
 import { clusterIneligibility } from "../core/pass-outcome.js";
 import { projectDomainKey } from "../core/desired-state.js";
 import type { AssignmentKey } from "../core/execution-cluster-label.js";
@@ -217,6 +217,11 @@ export class RoutingIndex {
     if (!cluster.enabled) return "disabled (UpdateCluster with enabled: true routes to it again)";
     if (cluster.state === "DRAINED") return "drained (ActivateCluster routes to it again)";
     if (!this.honorSyncStatus) return "";
+    if (!cluster.sync && modeOf(cluster) === "pull") {
+      return cluster.agent?.joinedAt
+        ? "not provisioned yet (its agent joined; waiting for its first report)"
+        : "waiting for its agent: start `clusterplane agent` in the cluster with the join token `create cluster` printed";
+    }
     if (!cluster.sync) return "not provisioned yet (waiting for its first sync pass)";
     const problem = clusterIneligibility(cluster.sync.conditions);
     if (problem) return `failing sync: ${problem}`;

@@ -5,6 +5,7 @@ import { TLSSocket } from "node:tls";
 import { Code, createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
 import { DomainError } from "../core/errors.js";
 import { mayCall, rolesAllowed, type ProcedureKind, type Role } from "../core/roles.js";
+import { looksLikeAgentCredential } from "../store/agent-repository.js";
 import type { TokenFile } from "./tokens.js";
 
 /** Who is calling, as the logs show it. Never carries the credential itself. */
@@ -13,7 +14,7 @@ export interface Identity {
   /** null: a verified client certificate that no role is mapped to. */
   role: Role | null;
   /** How the caller proved it: a bearer token, a client certificate, or nothing (auth is off). */
-  via: "token" | "client-certificate" | "none";
+  via: "token" | "client-certificate" | "agent-credential" | "none";
 }
 
 /** What the TLS layer learned about the client's certificate. */
@@ -42,6 +43,7 @@ export interface AuthOptions {
 }
 
 const ANONYMOUS: Identity = { name: "anonymous", role: "admin", via: "none" };
+const AGENT: Identity = { name: "agent", role: "agent", via: "agent-credential" };
 
 type AuthOutcome = { identity: Identity } | { code: Code.Unauthenticated; message: string };
 
@@ -76,6 +78,8 @@ export class Authenticator {
     }
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization);
     if (!match) return { code: Code.Unauthenticated, message: "the Authorization header must be Bearer <token>" };
+    // Verified by AgentService against the database; here it only limits what the caller may try.
+    if (looksLikeAgentCredential(match[1]!)) return { identity: AGENT };
     const owner = this.options.tokens.lookup(match[1]!);
     if (!owner) return { code: Code.Unauthenticated, message: "unknown bearer token" };
     return { identity: { name: owner.name, role: owner.role, via: "token" } };

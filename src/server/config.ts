@@ -65,6 +65,7 @@ export const CONFIG_KEYS = {
   changeLog: ["followInterval", "retainEntries", "retainFor", "compactInterval"],
   leaderElection: ["leaseDuration", "renewInterval", "renewDeadline", "retryInterval"],
   watch: ["progressInterval", "maxQueuedChanges", "maxStreamsPerCaller"],
+  agents: ["controlPlaneUrl", "leaseGrace"],
   // Checked by parseSyncSettings, which owns them (the keys of a --sync-config file).
   sync: [],
 } as const satisfies Record<string, readonly string[]>;
@@ -247,6 +248,14 @@ function readReplicationSettings(
     progressIntervalMs: duration("watch", "progressInterval"),
     maxQueuedChanges: count("watch", "maxQueuedChanges", 10_000_000),
     maxStreamsPerCaller: count("watch", "maxStreamsPerCaller", 100_000),
+  });
+  const controlPlaneUrl = fromFile("agents", "controlPlaneUrl");
+  if (controlPlaneUrl && !/^https?:\/\/[^\s/]+/.test(String(controlPlaneUrl.value))) {
+    problems.add(controlPlaneUrl.source, `${JSON.stringify(controlPlaneUrl.value)} must be the http(s) URL agents reach this server at, for example https://clusterplane.example.com`);
+  }
+  config.agents = definedOnly({
+    controlPlaneUrl: controlPlaneUrl ? String(controlPlaneUrl.value) : undefined,
+    leaseGraceMs: duration("agents", "leaseGrace"),
   });
 }
 

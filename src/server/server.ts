@@ -7,6 +7,10 @@ import { file_clusterplane_v1_project } from "../../gen/clusterplane/v1/project_
 import { file_clusterplane_v1_execution_cluster_label } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import { file_health_v1_health, Health } from "../../gen/health/v1/health_pb.js";
 import { file_clusterplane_v1_watch, WatchService } from "../../gen/clusterplane/v1/watch_pb.js";
+import { AgentService, file_clusterplane_v1_agent } from "../../gen/clusterplane/v1/agent_pb.js";
+import { DEFAULT_PROVISIONING } from "../core/desired-state.js";
+import { AgentHub, DEFAULT_AGENT_LEASE_GRACE_MS } from "../services/agent-service.js";
+import { DesiredStateCache } from "../sync/desired-cache.js";
 import { serviceImplementations } from "../services/index.js";
 import { RoutingIndex } from "../routing/routing-index.js";
 import { openStores, type Stores } from "../store/stores.js";
@@ -14,7 +18,7 @@ import type { PoolSettings } from "../store/database.js";
 import type { SyncLoop } from "../sync/sync-loop.js";
 import { DEFAULT_LEASE_TIMINGS, type LeaseTimings } from "../store/leader-lease.js";
 import { DEFAULT_WATCH_OPTIONS, WatchHub, type WatchOptions } from "../services/watch-service.js";
-import type { SyncSettings } from "../sync/sync-settings.js";
+import { loadProvisioning, type SyncSettings } from "../sync/sync-settings.js";
 import type { Role } from "../core/roles.js";
 import { isSchemaCurrent, schemaVersion } from "../store/database.js";
 import { Authenticator, checkExposure, identityKey, isLoopback, requestContext } from "./auth.js";
@@ -96,8 +100,10 @@ export interface ServerConfig {
   domains?: readonly string[];
   /** The cluster-sync loop; it runs in the one server process that holds the database's sync lease. */
   sync?: SyncSettings;
-  /** Timings of the sync lease (which process runs the loop); controller-runtime's defaults. */
+  /** Timings of the sync lease (which process runs the loop). */
   leaderLease?: LeaseTimings;
+  /** Pull-mode agents: the URL they are told to use, and how long one may stay silent. */
+  agents?: { controlPlaneUrl?: string; leaseGraceMs?: number };
   /** How long a write waits for another process's write lock before failing with UNAVAILABLE. */
   lockTimeoutMs?: number;
   changeLog?: Partial<ChangeLogConfig>;
@@ -144,6 +150,7 @@ const REFLECTED_FILES: readonly DescFile[] = [
   file_clusterplane_v1_execution_cluster_label,
   file_clusterplane_v1_project,
   file_clusterplane_v1_watch,
+  file_clusterplane_v1_agent,
   file_health_v1_health,
 ];
 
@@ -181,7 +188,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const compaction = setInterval(() => void compactChangeLog(stores, changeLog, logger), changeLog.compactIntervalMs);
   compaction.unref();
   const leadership = config.sync?.enabled
-    ? new SyncLeadership(stores, config.sync, config.leaderLease ?? DEFAULT_LEASE_TIMINGS, logger)
+    ? new SyncLeadership(stores, config.sync, config.leaderLease ?? DEFAULT_LEASE_TIMINGS, logger, undefined, config.agents?.leaseGraceMs)
     : null;
   const health = new HealthStatus();
   const watch = new WatchHub(stores, {
@@ -189,12 +196,18 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     ...config.watch,
     callerOf: (context) => context.values.get(identityKey)?.name ?? "anonymous",
   });
+  const agentHub = new AgentHub(stores, desiredStateForAgents(stores, config.sync), {
+    leaseGraceMs: config.agents?.leaseGraceMs ?? DEFAULT_AGENT_LEASE_GRACE_MS,
+  });
+  let listeningUrl = "";
   // One implementation of each service, served by connect-node and by the lean gRPC path.
   const services = [
     ...serviceImplementations(stores, routing, {
       namespaces: config.sync?.provisioning,
       credentialDirectories: config.sync?.credentialDirectories,
+      controlPlaneUrl: () => config.agents?.controlPlaneUrl ?? listeningUrl,
     }),
+    { service: AgentService, impl: agentHub.service() },
     { service: Health, impl: healthService(health) },
   ];
   const routes = (router: ConnectRouter) => {
@@ -244,6 +257,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       : "the cluster-sync loop is off in this process",
   );
   const host = address.address.includes(":") ? `[${address.address}]` : address.address;
+  listeningUrl = `${tls ? "https" : "http"}://${host}:${address.port}`;
   let closing: Promise<void> | undefined;
   return {
     host: address.address,
@@ -260,6 +274,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       closing ??= (async () => {
         health.shutdown();
         watch.close();
+        agentHub.close();
         await transport.close(config.shutdownGraceMs);
         await leadership?.stop();
         unsubscribeMetrics?.();
@@ -287,6 +302,19 @@ export function shutDown(server: RunningServer, logger: Logger, why: Record<stri
       process.exitCode = 1;
     },
   );
+}
+
+/**
+ * What pull-mode agents are given: the same provisioning spec the push loop applies (read once at
+ * start; the push loop also follows the templates directory), recomputed when projects change.
+ */
+function desiredStateForAgents(stores: Stores, sync: SyncSettings | undefined): DesiredStateCache {
+  const desired = new DesiredStateCache(stores.projects, stores.domains);
+  desired.useSpec(sync ? loadProvisioning(sync) : DEFAULT_PROVISIONING);
+  stores.changes.subscribe((change) => {
+    if (change.kind === "project") desired.invalidate();
+  });
+  return desired;
 }
 
 /** Compaction is housekeeping: a failure (the lock was busy) is retried at the next interval. */

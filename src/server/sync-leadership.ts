@@ -3,6 +3,8 @@ import { randomBytes } from "node:crypto";
 import { LeaderElector, LeaseStore, type LeaseHolder, type LeaseTimings } from "../store/leader-lease.js";
 import type { Stores } from "../store/stores.js";
 import { SyncLoop, type ClusterReport } from "../sync/sync-loop.js";
+import { AgentLeaseMonitor } from "../sync/agent-leases.js";
+import { DEFAULT_AGENT_LEASE_GRACE_MS } from "../services/agent-service.js";
 import type { SyncSettings } from "../sync/sync-settings.js";
 import type { Logger } from "./logging.js";
 
@@ -25,6 +27,7 @@ export class SyncLeadership {
   private readonly passListeners = new Set<(report: ClusterReport) => void>();
   private lastSeenHolder = "";
   private shuttingDown = false;
+  private agentLeases: AgentLeaseMonitor | null = null;
 
   constructor(
     private readonly stores: Stores,
@@ -32,6 +35,7 @@ export class SyncLeadership {
     timings: LeaseTimings,
     private readonly logger: Logger,
     identity = processIdentity(),
+    private readonly agentLeaseGraceMs = DEFAULT_AGENT_LEASE_GRACE_MS,
   ) {
     this.elector = new LeaderElector(new LeaseStore(stores.changes), SYNC_LEASE, identity, timings, {
       onStartedLeading: () => this.startLoop(),
@@ -78,6 +82,8 @@ export class SyncLeadership {
 
   private startLoop(): void {
     this.logger.info({ holder: this.identity }, "sync leadership: this process leads the cluster-sync loop");
+    this.agentLeases = new AgentLeaseMonitor(this.stores, this.agentLeaseGraceMs, this.logger);
+    this.agentLeases.start();
     const loop = new SyncLoop(this.stores, this.settings, this.logger);
     loop.onPass((report) => {
       for (const listener of this.passListeners) listener(report);
@@ -94,7 +100,8 @@ export class SyncLeadership {
     } else {
       this.logger.warn({ holder: this.identity }, "sync leadership: this process lost the lease (it could not renew it in time); stopping the cluster-sync loop");
     }
-    await loop?.stop();
+    await Promise.all([loop?.stop(), this.agentLeases?.stop()]);
+    this.agentLeases = null;
   }
 
   private noteLeader(holder: LeaseHolder | undefined): void {

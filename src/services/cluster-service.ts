@@ -2,7 +2,9 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
   ClusterAuthSchema,
+  ClusterMode,
   ClusterSchema,
+  CreateJoinTokenResponseSchema,
   ClusterService,
   ClusterSyncStatusSchema,
   ClusterState as ClusterStateEnum,
@@ -14,6 +16,7 @@ import {
 import {
   checkAuth,
   checkEndpoint,
+  modeOf,
   UPDATABLE_CLUSTER_FIELDS,
   type Cluster,
   type ClusterAuth,
@@ -25,11 +28,36 @@ import type { Condition } from "../core/pass-outcome.js";
 import { Violations } from "../core/errors.js";
 import { checkClusterName, checkResourceName } from "../core/names.js";
 import type { PageRequest } from "../core/paging.js";
+import { DEFAULT_JOIN_TOKEN_TTL_MS, type AgentRepository } from "../store/agent-repository.js";
 import type { ClusterRepository } from "../store/cluster-repository.js";
+
+const MAX_JOIN_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
+
+/** The command an operator runs in the data-plane cluster (or a kubeconfig away from it). */
+export function agentCommand(controlPlaneUrl: string, joinToken: string): string {
+  return `clusterplane agent --control-plane ${controlPlaneUrl} --join-token ${joinToken}`;
+}
 import { checkNamedKey, checkOrgField, listPage, requireMessage, stateFilter, toTimestamp } from "./common.js";
 
+/** What ClusterService needs besides the clusters: pull mode's join tokens, and how agents reach us. */
+export interface PullModeOptions {
+  agents: AgentRepository;
+  /** The URL agents are told to connect to (in the printed command). */
+  controlPlaneUrl: () => string;
+  /** Runs `work` as one unit of work (one transaction). */
+  inOneWrite: <T>(work: () => Promise<T>) => Promise<T>;
+}
+
 /** ClusterService: validates requests, then hands them to the cluster repository. */
-export function clusterService(clusters: ClusterRepository, credentialDirectories: readonly string[]): ServiceImpl<typeof ClusterService> {
+export function clusterService(clusters: ClusterRepository, credentialDirectories: readonly string[], pull: PullModeOptions): ServiceImpl<typeof ClusterService> {
+  const joinTokenFor = async (org: string, cluster: string, ttlSeconds: number) => {
+    const issued = await pull.agents.issueJoinToken(org, cluster, ttlSeconds > 0 ? ttlSeconds * 1000 : DEFAULT_JOIN_TOKEN_TTL_MS);
+    return create(CreateJoinTokenResponseSchema, {
+      joinToken: issued.token,
+      expireTime: toTimestamp(issued.expiresAt),
+      agentCommand: agentCommand(pull.controlPlaneUrl(), issued.token),
+    });
+  };
   return {
     async createCluster(request) {
       const cluster = requireMessage(request.cluster, "cluster");
@@ -37,20 +65,36 @@ export function clusterService(clusters: ClusterRepository, credentialDirectorie
       checkOrgField(cluster.org, "cluster.org", violations);
       violations.add("cluster.name", checkClusterName(cluster.name));
       if (cluster.pool !== "") violations.add("cluster.pool", checkResourceName(cluster.pool));
-      const auth = fromAuthMessage(cluster.auth);
+      // Neither endpoint nor auth: the seed's `create cluster NAME --pool POOL`, a pull-mode cluster.
+      const auth = cluster.endpoint === "" && cluster.auth === undefined ? ({ kind: "agent" } as const) : fromAuthMessage(cluster.auth);
       checkAuth(auth, credentialDirectories, "cluster.auth", violations);
       const enabled = cluster.enabled ?? true;
       checkEndpoint(cluster.endpoint, auth, enabled, "cluster.endpoint", violations);
       violations.throwIfAny();
-      const created = await clusters.create({
-        org: cluster.org,
-        name: cluster.name,
-        pool: cluster.pool || DEFAULT_POOL_NAME,
-        endpoint: cluster.endpoint,
-        enabled,
-        auth: auth!,
+      const registration = { org: cluster.org, name: cluster.name, pool: cluster.pool || DEFAULT_POOL_NAME, endpoint: cluster.endpoint, enabled, auth: auth! };
+      if (auth?.kind !== "agent") return { cluster: toClusterMessage(await clusters.create(registration)) };
+      // The cluster and its first join token commit together: never a pull cluster nobody can join.
+      return pull.inOneWrite(async () => {
+        const created = await clusters.create(registration);
+        return { cluster: toClusterMessage(created), join: await joinTokenFor(created.org, created.name, 0) };
       });
-      return { cluster: toClusterMessage(created) };
+    },
+
+    async createJoinToken(request) {
+      const violations = new Violations();
+      checkOrgField(request.org, "org", violations);
+      violations.add("cluster", checkClusterName(request.cluster));
+      if (request.ttlSeconds !== 0 && (request.ttlSeconds < 60 || request.ttlSeconds > MAX_JOIN_TOKEN_TTL_SECONDS)) {
+        violations.add("ttl_seconds", `${request.ttlSeconds} must be between 60 and ${MAX_JOIN_TOKEN_TTL_SECONDS} (30 days), or 0 for 24 hours`);
+      }
+      violations.throwIfAny();
+      return joinTokenFor(request.org, request.cluster, request.ttlSeconds);
+    },
+
+    async revokeAgentAccess(request) {
+      checkNamedKey(request.org, request.cluster, checkClusterName);
+      const revoked = await pull.agents.revokeAll(request.org, request.cluster);
+      return { joinTokensRevoked: revoked.joinTokens, agentCredentialsRevoked: revoked.credentials };
     },
 
     async getCluster(request) {
@@ -117,6 +161,8 @@ function fromAuthMessage(auth: ClusterAuthMessage | undefined): ClusterAuth | un
       return { kind: "bearer_token_file", tokenPath: auth.method.value.tokenPath, caCertPath: auth.method.value.caCertPath };
     case "inCluster":
       return { kind: "in_cluster" };
+    case "agent":
+      return { kind: "agent" };
     default:
       return undefined;
   }
@@ -126,6 +172,7 @@ function toAuthMessage(auth: ClusterAuth): ClusterAuthMessage {
   if (auth.kind === "in_cluster") {
     return create(ClusterAuthSchema, { method: { case: "inCluster", value: {} } });
   }
+  if (auth.kind === "agent") return create(ClusterAuthSchema, { method: { case: "agent", value: {} } });
   const value = { tokenPath: auth.tokenPath, caCertPath: auth.caCertPath };
   return create(ClusterAuthSchema, { method: { case: "bearerTokenFile", value } });
 }
@@ -144,6 +191,14 @@ export function toClusterMessage(cluster: Cluster): ClusterMessage {
     updateTime: toTimestamp(cluster.updateTime),
     etag: cluster.etag,
     revision: BigInt(cluster.revision),
+    mode: modeOf(cluster) === "pull" ? ClusterMode.PULL : ClusterMode.PUSH,
+    agent: cluster.agent
+      ? {
+          version: cluster.agent.version,
+          joinTime: cluster.agent.joinedAt ? toTimestamp(cluster.agent.joinedAt) : undefined,
+          lastHeartbeatTime: cluster.agent.heartbeatAt ? toTimestamp(cluster.agent.heartbeatAt) : undefined,
+        }
+      : undefined,
     conditions: (cluster.sync?.conditions ?? []).map((condition) => ({
       type: condition.type,
       status: CONDITION_STATUS[condition.status],

@@ -11,6 +11,7 @@ const CODES: Record<DomainErrorKind, Code> = {
   failed_precondition: Code.FailedPrecondition,
   aborted: Code.Aborted,
   unavailable: Code.Unavailable,
+  unauthenticated: Code.Unauthenticated,
 };
 
 /**

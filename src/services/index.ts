@@ -29,6 +29,8 @@ export interface ServiceOptions {
   namespaces?: NamespaceSpec;
   /** The only directories cluster credential files may name. */
   credentialDirectories?: readonly string[];
+  /** The URL pull-mode agents are told to connect to; the server's own by default. */
+  controlPlaneUrl?: () => string;
 }
 
 /** A service and its implementation, for any transport to serve. */
@@ -47,7 +49,11 @@ export function serviceImplementations(stores: Stores, routing: RoutingIndex, op
   const credentialDirectories = options.credentialDirectories ?? DEFAULT_CREDENTIAL_DIRECTORIES;
   return [
     implementation(ClusterPoolService, clusterPoolService(stores.pools)),
-    implementation(ClusterService, clusterService(stores.clusters, credentialDirectories)),
+    implementation(ClusterService, clusterService(stores.clusters, credentialDirectories, {
+      agents: stores.agents,
+      controlPlaneUrl: options.controlPlaneUrl ?? (() => "http://127.0.0.1:8080"),
+      inOneWrite: (work) => stores.changes.write(work),
+    })),
     implementation(QueueService, queueService(stores.queues)),
     implementation(ExecutionClusterLabelService, executionClusterLabelService(stores, routing)),
     implementation(ProjectService, projectService(stores.projects, stores.domains, namespaces)),

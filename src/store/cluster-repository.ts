@@ -258,7 +258,10 @@ function toCluster(row: ClusterRow): Cluster {
   const auth: ClusterAuth =
     row.auth_kind === "bearer_token_file"
       ? { kind: "bearer_token_file", tokenPath: row.token_path, caCertPath: row.ca_cert_path }
-      : { kind: "in_cluster" };
+      : row.auth_kind === "agent"
+        ? { kind: "agent" }
+        : { kind: "in_cluster" };
+  const at = (ms: number | null) => (ms === null ? null : new Date(Number(ms)));
   return {
     org: row.org,
     name: row.name,
@@ -272,5 +275,6 @@ function toCluster(row: ClusterRow): Cluster {
     etag: makeEtag(row.version, row.update_time),
     revision: row.revision,
     sync: row.consecutive_failures === null ? null : toStatus(row as Parameters<typeof toStatus>[0]),
+    agent: auth.kind === "agent" ? { version: row.agent_version, joinedAt: at(row.agent_joined_at), heartbeatAt: at(row.agent_heartbeat_at) } : null,
   };
 }

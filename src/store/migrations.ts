@@ -236,4 +236,39 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 6,
+    description: "pull-mode clusters: join tokens, agent credentials, the agent's lease",
+    sql: `
+      -- Pull mode (auth_kind 'agent'): what the agent reported and when it last renewed its lease.
+      -- Heartbeats update these columns without a change-log entry (see AgentRepository).
+      ALTER TABLE clusters ADD COLUMN agent_version TEXT NOT NULL DEFAULT '';
+      ALTER TABLE clusters ADD COLUMN agent_joined_at INTEGER;
+      ALTER TABLE clusters ADD COLUMN agent_heartbeat_at INTEGER;
+
+      -- One-time join tokens: only a digest is kept; used_at or revoked_at set means spent.
+      CREATE TABLE join_tokens (
+        digest      TEXT    NOT NULL PRIMARY KEY,
+        org         TEXT    NOT NULL,
+        cluster     TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        used_at     INTEGER,
+        revoked_at  INTEGER,
+        FOREIGN KEY (org, cluster) REFERENCES clusters (org, name) ON DELETE CASCADE
+      ) STRICT;
+
+      -- Agent credentials, bound to one cluster: looked up by id, checked against the digest.
+      CREATE TABLE agent_credentials (
+        id          TEXT    NOT NULL PRIMARY KEY,
+        digest      TEXT    NOT NULL,
+        org         TEXT    NOT NULL,
+        cluster     TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        revoked_at  INTEGER,
+        FOREIGN KEY (org, cluster) REFERENCES clusters (org, name) ON DELETE CASCADE
+      ) STRICT;
+    `,
+  },
 ];

@@ -34,6 +34,9 @@ export interface Tables {
     update_time: number;
     version: number;
     revision: Generated<number>;
+    agent_version: Generated<string>;
+    agent_joined_at: number | null;
+    agent_heartbeat_at: number | null;
   };
   queues: {
     org: string;
@@ -115,6 +118,24 @@ export interface Tables {
   };
   change_log_meta: { id: number; compacted_through: number };
   leases: { name: string; holder: string; acquired_at: number; renewed_at: number; expires_at: number };
+  join_tokens: {
+    digest: string;
+    org: string;
+    cluster: string;
+    created_at: number;
+    expires_at: number;
+    used_at: number | null;
+    revoked_at: number | null;
+  };
+  agent_credentials: {
+    id: string;
+    digest: string;
+    org: string;
+    cluster: string;
+    created_at: number;
+    expires_at: number;
+    revoked_at: number | null;
+  };
 }
 
 /** What every query runs on: the shared handle, or the connection of the current unit of work. */

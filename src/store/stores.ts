@@ -1,5 +1,6 @@
 import { listInWords } from "../core/errors.js";
 import { DEFAULT_DOMAINS } from "../core/project.js";
+import { AgentRepository } from "./agent-repository.js";
 import { AssignmentRepository } from "./assignment-repository.js";
 import { ChangeLog } from "./changes.js";
 import { ClusterLabelRepository } from "./cluster-label-repository.js";
@@ -25,6 +26,8 @@ export interface Stores {
   labels: ClusterLabelRepository;
   assignments: AssignmentRepository;
   sync: SyncRepository;
+  /** Join tokens, agent credentials and agent leases of pull-mode clusters. */
+  agents: AgentRepository;
 }
 
 export interface StoreOptions extends PoolSettings {
@@ -65,6 +68,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     labels,
     assignments,
     sync,
+    agents: new AgentRepository(changes),
   };
 }
 

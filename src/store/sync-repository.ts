@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { SyncStatus } from "../core/cluster.js";
 import { projectDomainKey, type ProjectDomain } from "../core/desired-state.js";
-import { statusAfter, type Condition, type ObjectFailure, type PassOutcome } from "../core/pass-outcome.js";
+import { isAgentSilent, statusAfter, statusWhenAgentBack, statusWhenAgentSilent, type Condition, type ObjectFailure, type PassOutcome } from "../core/pass-outcome.js";
 import type { ChangeLog } from "./changes.js";
 import type { Selectable } from "kysely";
 import type { Tables } from "./schema.js";
@@ -99,6 +99,27 @@ export class SyncRepository {
       if (!(await this.writePass(org, cluster, status))) return null;
       if (!unchanged) await this.writeProvisioned(org, cluster, outcome.provisioned);
       return status;
+    });
+  }
+
+  /**
+   * A pull-mode cluster's agent went silent (`silentSince` its last heartbeat): it leaves routing.
+   * Done once per silence; returns whether anything was written.
+   */
+  recordAgentSilent(org: string, cluster: string, silentSince: Date): Promise<boolean> {
+    return this.changes.write(async () => {
+      const previous = await this.status(org, cluster);
+      if (isAgentSilent(previous)) return false;
+      return this.writePass(org, cluster, statusWhenAgentSilent(previous, silentSince, new Date(await this.changes.clockMs())));
+    });
+  }
+
+  /** The agent of a silent cluster renewed its lease: back in routing, by what it last reported. */
+  recordAgentBack(org: string, cluster: string): Promise<boolean> {
+    return this.changes.write(async () => {
+      const previous = await this.status(org, cluster);
+      if (!previous || !isAgentSilent(previous)) return false;
+      return this.writePass(org, cluster, statusWhenAgentBack(previous, new Date(await this.changes.clockMs())));
     });
   }
 

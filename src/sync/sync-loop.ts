@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from "node:fs";
-import type { Cluster } from "../core/cluster.js";
+import { modeOf, type Cluster } from "../core/cluster.js";
 import { passSummary, type PassOutcome } from "../core/pass-outcome.js";
 import type { Change } from "../store/changes.js";
 import type { AppliedObject } from "../store/sync-repository.js";
@@ -179,8 +179,8 @@ export class SyncLoop {
     const key = keyOf({ org, name });
     const cluster = await this.stores.clusters.find(org, name);
     if (this.stopped) return;
-    if (!cluster?.enabled) {
-      this.forget(key, cluster ? "the cluster was disabled" : "the cluster was deleted");
+    if (!cluster?.enabled || modeOf(cluster) === "pull") {
+      this.forget(key, cluster ? (cluster.enabled ? "the cluster is in pull mode" : "the cluster was disabled") : "the cluster was deleted");
       if (!cluster) this.fullOwed.delete(key);
       return;
     }
@@ -241,9 +241,9 @@ export class SyncLoop {
     );
   }
 
-  /** Registered, enabled clusters; drained ones keep being synced. */
+  /** Registered, enabled push-mode clusters; drained ones keep being synced. Pull-mode agents sync themselves. */
   private async targets(): Promise<Cluster[]> {
-    return (await this.stores.clusters.all()).filter((cluster) => cluster.enabled);
+    return (await this.stores.clusters.all()).filter((cluster) => cluster.enabled && modeOf(cluster) === "push");
   }
 
   private entryFor(cluster: Cluster): ClusterEntry {
@@ -261,7 +261,7 @@ export class SyncLoop {
   private async reconcile(key: string, signal: AbortSignal): Promise<ReconcileVerdict> {
     const [org, name] = splitKey(key);
     const cluster = await this.stores.clusters.find(org, name);
-    if (!cluster?.enabled || signal.aborted) return { requeueAfterMs: null };
+    if (!cluster?.enabled || modeOf(cluster) === "pull" || signal.aborted) return { requeueAfterMs: null };
     // The interval doubles as the templates' fallback check when the watcher misses a change.
     if (Date.now() - this.specLoadedAt >= this.settings.intervalMs && this.reloadSpec()) await this.enqueueAll(key);
     const entry = this.entryFor(cluster);

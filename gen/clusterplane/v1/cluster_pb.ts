@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clusterplane/v1/cluster.proto.
  */
 export const file_clusterplane_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jbHVzdGVycGxhbmUvdjEvY2x1c3Rlci5wcm90bxIPY2x1c3RlcnBsYW5lLnYxIrIDCgdDbHVzdGVyEgsKA29yZxgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHBvb2wYAyABKAkSEAoIZW5kcG9pbnQYBCABKAkSFAoHZW5hYmxlZBgFIAEoCEgAiAEBEioKBGF1dGgYBiABKAsyHC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlckF1dGgSLAoFc3RhdGUYByABKA4yHS5jbHVzdGVycGxhbmUudjEuQ2x1c3RlclN0YXRlEjcKC3N5bmNfc3RhdHVzGAggASgLMiIuY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXJTeW5jU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgLIAEoCRIQCghyZXZpc2lvbhgMIAEoAxI1Cgpjb25kaXRpb25zGA0gAygLMiEuY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXJDb25kaXRpb25CCgoIX2VuYWJsZWQirQEKEENsdXN0ZXJDb25kaXRpb24SDAoEdHlwZRgBIAEoCRIwCgZzdGF0dXMYAiABKA4yIC5jbHVzdGVycGxhbmUudjEuQ29uZGl0aW9uU3RhdHVzEg4KBnJlYXNvbhgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEjgKFGxhc3RfdHJhbnNpdGlvbl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI/ChFTeW5jT2JqZWN0RmFpbHVyZRILCgNrZXkYASABKAkSDAoEa2luZBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIpABCgtDbHVzdGVyQXV0aBJBChFiZWFyZXJfdG9rZW5fZmlsZRgBIAEoCzIkLmNsdXN0ZXJwbGFuZS52MS5CZWFyZXJUb2tlbkZpbGVBdXRoSAASNAoKaW5fY2x1c3RlchgCIAEoCzIeLmNsdXN0ZXJwbGFuZS52MS5JbkNsdXN0ZXJBdXRoSABCCAoGbWV0aG9kIj8KE0JlYXJlclRva2VuRmlsZUF1dGgSEgoKdG9rZW5fcGF0aBgBIAEoCRIUCgxjYV9jZXJ0X3BhdGgYAiABKAkiDwoNSW5DbHVzdGVyQXV0aCLFAwoRQ2x1c3RlclN5bmNTdGF0dXMSKwoGaGVhbHRoGAEgASgOMhsuY2x1c3RlcnBsYW5lLnYxLlN5bmNIZWFsdGgSNQoRbGFzdF9hdHRlbXB0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3Rfc3VjY2Vzc190aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9vYmplY3RzX2FwcGxpZWQYBCABKAUSGQoRb2JqZWN0c191bmNoYW5nZWQYBSABKAUSFgoOb2JqZWN0c19mYWlsZWQYBiABKAUSHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYByABKAUSEgoKbGFzdF9lcnJvchgIIAEoCRIjChtwcm9qZWN0X2RvbWFpbnNfcHJvdmlzaW9uZWQYCSABKAUSHwoXcHJvamVjdF9kb21haW5zX2Rlc2lyZWQYCiABKAUSFAoMZmFpbHVyZV9raW5kGAsgASgJEjsKD29iamVjdF9mYWlsdXJlcxgMIAMoCzIiLmNsdXN0ZXJwbGFuZS52MS5TeW5jT2JqZWN0RmFpbHVyZSJBChRDcmVhdGVDbHVzdGVyUmVxdWVzdBIpCgdjbHVzdGVyGAEgASgLMhguY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXIiQgoVQ3JlYXRlQ2x1c3RlclJlc3BvbnNlEikKB2NsdXN0ZXIYASABKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlciIuChFHZXRDbHVzdGVyUmVxdWVzdBILCgNvcmcYASABKAkSDAoEbmFtZRgCIAEoCSI/ChJHZXRDbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIqcBChNMaXN0Q2x1c3RlcnNSZXF1ZXN0EgsKA29yZxgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIMCgRwb29sGAQgASgJEhQKB2VuYWJsZWQYBSABKAhIAIgBARIsCgVzdGF0ZRgGIAEoDjIdLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyU3RhdGVCCgoIX2VuYWJsZWQiWwoUTGlzdENsdXN0ZXJzUmVzcG9uc2USKgoIY2x1c3RlcnMYASADKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicgoUVXBkYXRlQ2x1c3RlclJlcXVlc3QSKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJCChVVcGRhdGVDbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIjAKE0RyYWluQ2x1c3RlclJlcXVlc3QSCwoDb3JnGAEgASgJEgwKBG5hbWUYAiABKAkiQQoURHJhaW5DbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIjMKFkFjdGl2YXRlQ2x1c3RlclJlcXVlc3QSCwoDb3JnGAEgASgJEgwKBG5hbWUYAiABKAkiRAoXQWN0aXZhdGVDbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIj8KFERlbGV0ZUNsdXN0ZXJSZXF1ZXN0EgsKA29yZxgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBGV0YWcYAyABKAkiFwoVRGVsZXRlQ2x1c3RlclJlc3BvbnNlKmIKDENsdXN0ZXJTdGF0ZRIdChlDTFVTVEVSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQ0xVU1RFUl9TVEFURV9BQ1RJVkUQARIZChVDTFVTVEVSX1NUQVRFX0RSQUlORUQQAiqIAQoPQ29uZGl0aW9uU3RhdHVzEiAKHENPTkRJVElPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVDT05ESVRJT05fU1RBVFVTX1RSVUUQARIaChZDT05ESVRJT05fU1RBVFVTX0ZBTFNFEAISHAoYQ09ORElUSU9OX1NUQVRVU19VTktOT1dOEAMqjwEKClN5bmNIZWFsdGgSGwoXU1lOQ19IRUFMVEhfVU5TUEVDSUZJRUQQABIXChNTWU5DX0hFQUxUSF9IRUFMVEhZEAESFwoTU1lOQ19IRUFMVEhfRkFJTElORxACEhgKFFNZTkNfSEVBTFRIX0RJU0FCTEVEEAMSGAoUU1lOQ19IRUFMVEhfREVHUkFERUQQBDK7BQoOQ2x1c3RlclNlcnZpY2USYAoNQ3JlYXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVDbHVzdGVyUmVzcG9uc2UiABJaCgpHZXRDbHVzdGVyEiIuY2x1c3RlcnBsYW5lLnYxLkdldENsdXN0ZXJSZXF1ZXN0GiMuY2x1c3RlcnBsYW5lLnYxLkdldENsdXN0ZXJSZXNwb25zZSIDkAIBEmAKDExpc3RDbHVzdGVycxIkLmNsdXN0ZXJwbGFuZS52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0GiUuY2x1c3RlcnBsYW5lLnYxLkxpc3RDbHVzdGVyc1Jlc3BvbnNlIgOQAgESYAoNVXBkYXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5VcGRhdGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5VcGRhdGVDbHVzdGVyUmVzcG9uc2UiABJdCgxEcmFpbkNsdXN0ZXISJC5jbHVzdGVycGxhbmUudjEuRHJhaW5DbHVzdGVyUmVxdWVzdBolLmNsdXN0ZXJwbGFuZS52MS5EcmFpbkNsdXN0ZXJSZXNwb25zZSIAEmYKD0FjdGl2YXRlQ2x1c3RlchInLmNsdXN0ZXJwbGFuZS52MS5BY3RpdmF0ZUNsdXN0ZXJSZXF1ZXN0GiguY2x1c3RlcnBsYW5lLnYxLkFjdGl2YXRlQ2x1c3RlclJlc3BvbnNlIgASYAoNRGVsZXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5EZWxldGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5EZWxldGVDbHVzdGVyUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("Ch1jbHVzdGVycGxhbmUvdjEvY2x1c3Rlci5wcm90bxIPY2x1c3RlcnBsYW5lLnYxIowECgdDbHVzdGVyEgsKA29yZxgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHBvb2wYAyABKAkSEAoIZW5kcG9pbnQYBCABKAkSFAoHZW5hYmxlZBgFIAEoCEgAiAEBEioKBGF1dGgYBiABKAsyHC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlckF1dGgSLAoFc3RhdGUYByABKA4yHS5jbHVzdGVycGxhbmUudjEuQ2x1c3RlclN0YXRlEjcKC3N5bmNfc3RhdHVzGAggASgLMiIuY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXJTeW5jU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgLIAEoCRIQCghyZXZpc2lvbhgMIAEoAxI1Cgpjb25kaXRpb25zGA0gAygLMiEuY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXJDb25kaXRpb24SKgoEbW9kZRgOIAEoDjIcLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyTW9kZRIsCgVhZ2VudBgPIAEoCzIdLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyQWdlbnRCCgoIX2VuYWJsZWQirQEKEENsdXN0ZXJDb25kaXRpb24SDAoEdHlwZRgBIAEoCRIwCgZzdGF0dXMYAiABKA4yIC5jbHVzdGVycGxhbmUudjEuQ29uZGl0aW9uU3RhdHVzEg4KBnJlYXNvbhgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEjgKFGxhc3RfdHJhbnNpdGlvbl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI/ChFTeW5jT2JqZWN0RmFpbHVyZRILCgNrZXkYASABKAkSDAoEa2luZBgCIAEoCRIPCgdtZXNzYWdlGAMgASgJIr0BCgtDbHVzdGVyQXV0aBJBChFiZWFyZXJfdG9rZW5fZmlsZRgBIAEoCzIkLmNsdXN0ZXJwbGFuZS52MS5CZWFyZXJUb2tlbkZpbGVBdXRoSAASNAoKaW5fY2x1c3RlchgCIAEoCzIeLmNsdXN0ZXJwbGFuZS52MS5JbkNsdXN0ZXJBdXRoSAASKwoFYWdlbnQYAyABKAsyGi5jbHVzdGVycGxhbmUudjEuQWdlbnRBdXRoSABCCAoGbWV0aG9kIgsKCUFnZW50QXV0aCKHAQoMQ2x1c3RlckFnZW50Eg8KB3ZlcnNpb24YASABKAkSNwoTbGFzdF9oZWFydGJlYXRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJam9pbl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI/ChNCZWFyZXJUb2tlbkZpbGVBdXRoEhIKCnRva2VuX3BhdGgYASABKAkSFAoMY2FfY2VydF9wYXRoGAIgASgJIg8KDUluQ2x1c3RlckF1dGgixQMKEUNsdXN0ZXJTeW5jU3RhdHVzEisKBmhlYWx0aBgBIAEoDjIbLmNsdXN0ZXJwbGFuZS52MS5TeW5jSGVhbHRoEjUKEWxhc3RfYXR0ZW1wdF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X3N1Y2Nlc3NfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPb2JqZWN0c19hcHBsaWVkGAQgASgFEhkKEW9iamVjdHNfdW5jaGFuZ2VkGAUgASgFEhYKDm9iamVjdHNfZmFpbGVkGAYgASgFEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAcgASgFEhIKCmxhc3RfZXJyb3IYCCABKAkSIwobcHJvamVjdF9kb21haW5zX3Byb3Zpc2lvbmVkGAkgASgFEh8KF3Byb2plY3RfZG9tYWluc19kZXNpcmVkGAogASgFEhQKDGZhaWx1cmVfa2luZBgLIAEoCRI7Cg9vYmplY3RfZmFpbHVyZXMYDCADKAsyIi5jbHVzdGVycGxhbmUudjEuU3luY09iamVjdEZhaWx1cmUiQQoUQ3JlYXRlQ2x1c3RlclJlcXVlc3QSKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyInoKFUNyZWF0ZUNsdXN0ZXJSZXNwb25zZRIpCgdjbHVzdGVyGAEgASgLMhguY2x1c3RlcnBsYW5lLnYxLkNsdXN0ZXISNgoEam9pbhgCIAEoCzIoLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVKb2luVG9rZW5SZXNwb25zZSIuChFHZXRDbHVzdGVyUmVxdWVzdBILCgNvcmcYASABKAkSDAoEbmFtZRgCIAEoCSI/ChJHZXRDbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIqcBChNMaXN0Q2x1c3RlcnNSZXF1ZXN0EgsKA29yZxgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIMCgRwb29sGAQgASgJEhQKB2VuYWJsZWQYBSABKAhIAIgBARIsCgVzdGF0ZRgGIAEoDjIdLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyU3RhdGVCCgoIX2VuYWJsZWQiWwoUTGlzdENsdXN0ZXJzUmVzcG9uc2USKgoIY2x1c3RlcnMYASADKAsyGC5jbHVzdGVycGxhbmUudjEuQ2x1c3RlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicgoUVXBkYXRlQ2x1c3RlclJlcXVlc3QSKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJCChVVcGRhdGVDbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIjAKE0RyYWluQ2x1c3RlclJlcXVlc3QSCwoDb3JnGAEgASgJEgwKBG5hbWUYAiABKAkiQQoURHJhaW5DbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIjMKFkFjdGl2YXRlQ2x1c3RlclJlcXVlc3QSCwoDb3JnGAEgASgJEgwKBG5hbWUYAiABKAkiRAoXQWN0aXZhdGVDbHVzdGVyUmVzcG9uc2USKQoHY2x1c3RlchgBIAEoCzIYLmNsdXN0ZXJwbGFuZS52MS5DbHVzdGVyIj8KFERlbGV0ZUNsdXN0ZXJSZXF1ZXN0EgsKA29yZxgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBGV0YWcYAyABKAkiFwoVRGVsZXRlQ2x1c3RlclJlc3BvbnNlIksKFkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QSCwoDb3JnGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkSEwoLdHRsX3NlY29uZHMYAyABKAUidQoXQ3JlYXRlSm9pblRva2VuUmVzcG9uc2USEgoKam9pbl90b2tlbhgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYWdlbnRfY29tbWFuZBgDIAEoCSI4ChhSZXZva2VBZ2VudEFjY2Vzc1JlcXVlc3QSCwoDb3JnGAEgASgJEg8KB2NsdXN0ZXIYAiABKAkiWwoZUmV2b2tlQWdlbnRBY2Nlc3NSZXNwb25zZRIbChNqb2luX3Rva2Vuc19yZXZva2VkGAEgASgFEiEKGWFnZW50X2NyZWRlbnRpYWxzX3Jldm9rZWQYAiABKAUqYgoMQ2x1c3RlclN0YXRlEh0KGUNMVVNURVJfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRDTFVTVEVSX1NUQVRFX0FDVElWRRABEhkKFUNMVVNURVJfU1RBVEVfRFJBSU5FRBACKogBCg9Db25kaXRpb25TdGF0dXMSIAocQ09ORElUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUNPTkRJVElPTl9TVEFUVVNfVFJVRRABEhoKFkNPTkRJVElPTl9TVEFUVVNfRkFMU0UQAhIcChhDT05ESVRJT05fU1RBVFVTX1VOS05PV04QAypZCgtDbHVzdGVyTW9kZRIcChhDTFVTVEVSX01PREVfVU5TUEVDSUZJRUQQABIVChFDTFVTVEVSX01PREVfUFVTSBABEhUKEUNMVVNURVJfTU9ERV9QVUxMEAIqjwEKClN5bmNIZWFsdGgSGwoXU1lOQ19IRUFMVEhfVU5TUEVDSUZJRUQQABIXChNTWU5DX0hFQUxUSF9IRUFMVEhZEAESFwoTU1lOQ19IRUFMVEhfRkFJTElORxACEhgKFFNZTkNfSEVBTFRIX0RJU0FCTEVEEAMSGAoUU1lOQ19IRUFMVEhfREVHUkFERUQQBDKRBwoOQ2x1c3RlclNlcnZpY2USYAoNQ3JlYXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVDbHVzdGVyUmVzcG9uc2UiABJaCgpHZXRDbHVzdGVyEiIuY2x1c3RlcnBsYW5lLnYxLkdldENsdXN0ZXJSZXF1ZXN0GiMuY2x1c3RlcnBsYW5lLnYxLkdldENsdXN0ZXJSZXNwb25zZSIDkAIBEmAKDExpc3RDbHVzdGVycxIkLmNsdXN0ZXJwbGFuZS52MS5MaXN0Q2x1c3RlcnNSZXF1ZXN0GiUuY2x1c3RlcnBsYW5lLnYxLkxpc3RDbHVzdGVyc1Jlc3BvbnNlIgOQAgESYAoNVXBkYXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5VcGRhdGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5VcGRhdGVDbHVzdGVyUmVzcG9uc2UiABJdCgxEcmFpbkNsdXN0ZXISJC5jbHVzdGVycGxhbmUudjEuRHJhaW5DbHVzdGVyUmVxdWVzdBolLmNsdXN0ZXJwbGFuZS52MS5EcmFpbkNsdXN0ZXJSZXNwb25zZSIAEmYKD0FjdGl2YXRlQ2x1c3RlchInLmNsdXN0ZXJwbGFuZS52MS5BY3RpdmF0ZUNsdXN0ZXJSZXF1ZXN0GiguY2x1c3RlcnBsYW5lLnYxLkFjdGl2YXRlQ2x1c3RlclJlc3BvbnNlIgASYAoNRGVsZXRlQ2x1c3RlchIlLmNsdXN0ZXJwbGFuZS52MS5EZWxldGVDbHVzdGVyUmVxdWVzdBomLmNsdXN0ZXJwbGFuZS52MS5EZWxldGVDbHVzdGVyUmVzcG9uc2UiABJmCg9DcmVhdGVKb2luVG9rZW4SJy5jbHVzdGVycGxhbmUudjEuQ3JlYXRlSm9pblRva2VuUmVxdWVzdBooLmNsdXN0ZXJwbGFuZS52MS5DcmVhdGVKb2luVG9rZW5SZXNwb25zZSIAEmwKEVJldm9rZUFnZW50QWNjZXNzEikuY2x1c3RlcnBsYW5lLnYxLlJldm9rZUFnZW50QWNjZXNzUmVxdWVzdBoqLmNsdXN0ZXJwbGFuZS52MS5SZXZva2VBZ2VudEFjY2Vzc1Jlc3BvbnNlIgBiBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * Cluster is a Kubernetes data-plane cluster registered with the control plane.
@@ -114,6 +114,20 @@ export type Cluster = Message<"clusterplane.v1.Cluster"> & {
    * @generated from field: repeated clusterplane.v1.ClusterCondition conditions = 13;
    */
   conditions: ClusterCondition[];
+
+  /**
+   * Output only. Push (the control plane connects to the cluster) or pull (its agent connects out).
+   *
+   * @generated from field: clusterplane.v1.ClusterMode mode = 14;
+   */
+  mode: ClusterMode;
+
+  /**
+   * Output only. The agent of a pull-mode cluster; unset in push mode.
+   *
+   * @generated from field: clusterplane.v1.ClusterAgent agent = 15;
+   */
+  agent?: ClusterAgent | undefined;
 };
 
 /**
@@ -238,6 +252,16 @@ export type ClusterAuth = Message<"clusterplane.v1.ClusterAuth"> & {
      */
     value: InClusterAuth;
     case: "inCluster";
+  } | {
+    /**
+     * Pull mode: nothing connects to the cluster. `clusterplane agent`, running inside it, joins
+     * with a one-time join token, pulls its desired state and reports back (AgentService).
+     * CreateCluster without endpoint and auth registers a cluster this way.
+     *
+     * @generated from field: clusterplane.v1.AgentAuth agent = 3;
+     */
+    value: AgentAuth;
+    case: "agent";
   } | { case: undefined; value?: undefined };
 };
 
@@ -247,6 +271,57 @@ export type ClusterAuth = Message<"clusterplane.v1.ClusterAuth"> & {
  */
 export const ClusterAuthSchema: GenMessage<ClusterAuth> = /*@__PURE__*/
   messageDesc(file_clusterplane_v1_cluster, 3);
+
+/**
+ * AgentAuth marks a pull-mode cluster: its agent connects out to the control plane, which holds
+ * no endpoint and no credential of the cluster.
+ *
+ * @generated from message clusterplane.v1.AgentAuth
+ */
+export type AgentAuth = Message<"clusterplane.v1.AgentAuth"> & {
+};
+
+/**
+ * Describes the message clusterplane.v1.AgentAuth.
+ * Use `create(AgentAuthSchema)` to create a new message.
+ */
+export const AgentAuthSchema: GenMessage<AgentAuth> = /*@__PURE__*/
+  messageDesc(file_clusterplane_v1_cluster, 4);
+
+/**
+ * ClusterAgent is what the control plane knows of a pull-mode cluster's agent.
+ *
+ * @generated from message clusterplane.v1.ClusterAgent
+ */
+export type ClusterAgent = Message<"clusterplane.v1.ClusterAgent"> & {
+  /**
+   * The agent's version, as it reported it.
+   *
+   * @generated from field: string version = 1;
+   */
+  version: string;
+
+  /**
+   * When the agent last renewed its lease (heartbeat); unset until it joined.
+   *
+   * @generated from field: google.protobuf.Timestamp last_heartbeat_time = 2;
+   */
+  lastHeartbeatTime?: Timestamp | undefined;
+
+  /**
+   * When the agent joined (exchanged its join token); unset until it did.
+   *
+   * @generated from field: google.protobuf.Timestamp join_time = 3;
+   */
+  joinTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message clusterplane.v1.ClusterAgent.
+ * Use `create(ClusterAgentSchema)` to create a new message.
+ */
+export const ClusterAgentSchema: GenMessage<ClusterAgent> = /*@__PURE__*/
+  messageDesc(file_clusterplane_v1_cluster, 5);
 
 /**
  * BearerTokenFileAuth authenticates with a bearer token file and verifies the API server with a
@@ -277,7 +352,7 @@ export type BearerTokenFileAuth = Message<"clusterplane.v1.BearerTokenFileAuth">
  * Use `create(BearerTokenFileAuthSchema)` to create a new message.
  */
 export const BearerTokenFileAuthSchema: GenMessage<BearerTokenFileAuth> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 4);
+  messageDesc(file_clusterplane_v1_cluster, 6);
 
 /**
  * InClusterAuth uses the pod's own service account token and CA bundle.
@@ -292,7 +367,7 @@ export type InClusterAuth = Message<"clusterplane.v1.InClusterAuth"> & {
  * Use `create(InClusterAuthSchema)` to create a new message.
  */
 export const InClusterAuthSchema: GenMessage<InClusterAuth> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 5);
+  messageDesc(file_clusterplane_v1_cluster, 7);
 
 /**
  * ClusterSyncStatus is the outcome of the cluster-sync loop on one cluster.
@@ -392,7 +467,7 @@ export type ClusterSyncStatus = Message<"clusterplane.v1.ClusterSyncStatus"> & {
  * Use `create(ClusterSyncStatusSchema)` to create a new message.
  */
 export const ClusterSyncStatusSchema: GenMessage<ClusterSyncStatus> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 6);
+  messageDesc(file_clusterplane_v1_cluster, 8);
 
 /**
  * CreateClusterRequest carries the cluster to register.
@@ -413,7 +488,7 @@ export type CreateClusterRequest = Message<"clusterplane.v1.CreateClusterRequest
  * Use `create(CreateClusterRequestSchema)` to create a new message.
  */
 export const CreateClusterRequestSchema: GenMessage<CreateClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 7);
+  messageDesc(file_clusterplane_v1_cluster, 9);
 
 /**
  * CreateClusterResponse returns the registered cluster.
@@ -427,6 +502,13 @@ export type CreateClusterResponse = Message<"clusterplane.v1.CreateClusterRespon
    * @generated from field: clusterplane.v1.Cluster cluster = 1;
    */
   cluster?: Cluster | undefined;
+
+  /**
+   * Pull mode only: a one-time join token for the cluster's agent (shown once; 24 hours).
+   *
+   * @generated from field: clusterplane.v1.CreateJoinTokenResponse join = 2;
+   */
+  join?: CreateJoinTokenResponse | undefined;
 };
 
 /**
@@ -434,7 +516,7 @@ export type CreateClusterResponse = Message<"clusterplane.v1.CreateClusterRespon
  * Use `create(CreateClusterResponseSchema)` to create a new message.
  */
 export const CreateClusterResponseSchema: GenMessage<CreateClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 8);
+  messageDesc(file_clusterplane_v1_cluster, 10);
 
 /**
  * GetClusterRequest names the cluster to read.
@@ -462,7 +544,7 @@ export type GetClusterRequest = Message<"clusterplane.v1.GetClusterRequest"> & {
  * Use `create(GetClusterRequestSchema)` to create a new message.
  */
 export const GetClusterRequestSchema: GenMessage<GetClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 9);
+  messageDesc(file_clusterplane_v1_cluster, 11);
 
 /**
  * GetClusterResponse returns one cluster.
@@ -483,7 +565,7 @@ export type GetClusterResponse = Message<"clusterplane.v1.GetClusterResponse"> &
  * Use `create(GetClusterResponseSchema)` to create a new message.
  */
 export const GetClusterResponseSchema: GenMessage<GetClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 10);
+  messageDesc(file_clusterplane_v1_cluster, 12);
 
 /**
  * ListClustersRequest asks for one page of an organization's clusters.
@@ -539,7 +621,7 @@ export type ListClustersRequest = Message<"clusterplane.v1.ListClustersRequest">
  * Use `create(ListClustersRequestSchema)` to create a new message.
  */
 export const ListClustersRequestSchema: GenMessage<ListClustersRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 11);
+  messageDesc(file_clusterplane_v1_cluster, 13);
 
 /**
  * ListClustersResponse is one page of clusters.
@@ -567,7 +649,7 @@ export type ListClustersResponse = Message<"clusterplane.v1.ListClustersResponse
  * Use `create(ListClustersResponseSchema)` to create a new message.
  */
 export const ListClustersResponseSchema: GenMessage<ListClustersResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 12);
+  messageDesc(file_clusterplane_v1_cluster, 14);
 
 /**
  * UpdateClusterRequest changes fields of a registered cluster.
@@ -596,7 +678,7 @@ export type UpdateClusterRequest = Message<"clusterplane.v1.UpdateClusterRequest
  * Use `create(UpdateClusterRequestSchema)` to create a new message.
  */
 export const UpdateClusterRequestSchema: GenMessage<UpdateClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 13);
+  messageDesc(file_clusterplane_v1_cluster, 15);
 
 /**
  * UpdateClusterResponse returns the updated cluster.
@@ -617,7 +699,7 @@ export type UpdateClusterResponse = Message<"clusterplane.v1.UpdateClusterRespon
  * Use `create(UpdateClusterResponseSchema)` to create a new message.
  */
 export const UpdateClusterResponseSchema: GenMessage<UpdateClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 14);
+  messageDesc(file_clusterplane_v1_cluster, 16);
 
 /**
  * DrainClusterRequest names the cluster to drain.
@@ -645,7 +727,7 @@ export type DrainClusterRequest = Message<"clusterplane.v1.DrainClusterRequest">
  * Use `create(DrainClusterRequestSchema)` to create a new message.
  */
 export const DrainClusterRequestSchema: GenMessage<DrainClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 15);
+  messageDesc(file_clusterplane_v1_cluster, 17);
 
 /**
  * DrainClusterResponse returns the drained cluster.
@@ -666,7 +748,7 @@ export type DrainClusterResponse = Message<"clusterplane.v1.DrainClusterResponse
  * Use `create(DrainClusterResponseSchema)` to create a new message.
  */
 export const DrainClusterResponseSchema: GenMessage<DrainClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 16);
+  messageDesc(file_clusterplane_v1_cluster, 18);
 
 /**
  * ActivateClusterRequest names the cluster to activate.
@@ -694,7 +776,7 @@ export type ActivateClusterRequest = Message<"clusterplane.v1.ActivateClusterReq
  * Use `create(ActivateClusterRequestSchema)` to create a new message.
  */
 export const ActivateClusterRequestSchema: GenMessage<ActivateClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 17);
+  messageDesc(file_clusterplane_v1_cluster, 19);
 
 /**
  * ActivateClusterResponse returns the activated cluster.
@@ -715,7 +797,7 @@ export type ActivateClusterResponse = Message<"clusterplane.v1.ActivateClusterRe
  * Use `create(ActivateClusterResponseSchema)` to create a new message.
  */
 export const ActivateClusterResponseSchema: GenMessage<ActivateClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 18);
+  messageDesc(file_clusterplane_v1_cluster, 20);
 
 /**
  * DeleteClusterRequest names the cluster to delete.
@@ -750,7 +832,7 @@ export type DeleteClusterRequest = Message<"clusterplane.v1.DeleteClusterRequest
  * Use `create(DeleteClusterRequestSchema)` to create a new message.
  */
 export const DeleteClusterRequestSchema: GenMessage<DeleteClusterRequest> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 19);
+  messageDesc(file_clusterplane_v1_cluster, 21);
 
 /**
  * DeleteClusterResponse is empty: the cluster and its implicit queue are gone.
@@ -765,7 +847,133 @@ export type DeleteClusterResponse = Message<"clusterplane.v1.DeleteClusterRespon
  * Use `create(DeleteClusterResponseSchema)` to create a new message.
  */
 export const DeleteClusterResponseSchema: GenMessage<DeleteClusterResponse> = /*@__PURE__*/
-  messageDesc(file_clusterplane_v1_cluster, 20);
+  messageDesc(file_clusterplane_v1_cluster, 22);
+
+/**
+ * CreateJoinTokenRequest names the pull-mode cluster to issue a join token for.
+ *
+ * @generated from message clusterplane.v1.CreateJoinTokenRequest
+ */
+export type CreateJoinTokenRequest = Message<"clusterplane.v1.CreateJoinTokenRequest"> & {
+  /**
+   * Organization; the server's default when empty.
+   *
+   * @generated from field: string org = 1;
+   */
+  org: string;
+
+  /**
+   * The cluster's name. Required; the cluster must be in pull mode.
+   *
+   * @generated from field: string cluster = 2;
+   */
+  cluster: string;
+
+  /**
+   * How long the token may be used, in seconds: 60 to 2 592 000 (30 days). 0 means 24 hours.
+   *
+   * @generated from field: int32 ttl_seconds = 3;
+   */
+  ttlSeconds: number;
+};
+
+/**
+ * Describes the message clusterplane.v1.CreateJoinTokenRequest.
+ * Use `create(CreateJoinTokenRequestSchema)` to create a new message.
+ */
+export const CreateJoinTokenRequestSchema: GenMessage<CreateJoinTokenRequest> = /*@__PURE__*/
+  messageDesc(file_clusterplane_v1_cluster, 23);
+
+/**
+ * CreateJoinTokenResponse carries the join token. It is shown once: only its digest is stored.
+ *
+ * @generated from message clusterplane.v1.CreateJoinTokenResponse
+ */
+export type CreateJoinTokenResponse = Message<"clusterplane.v1.CreateJoinTokenResponse"> & {
+  /**
+   * The one-time join token.
+   *
+   * @generated from field: string join_token = 1;
+   */
+  joinToken: string;
+
+  /**
+   * When it stops being accepted.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * The command that starts the agent with it, for the operator to copy.
+   *
+   * @generated from field: string agent_command = 3;
+   */
+  agentCommand: string;
+};
+
+/**
+ * Describes the message clusterplane.v1.CreateJoinTokenResponse.
+ * Use `create(CreateJoinTokenResponseSchema)` to create a new message.
+ */
+export const CreateJoinTokenResponseSchema: GenMessage<CreateJoinTokenResponse> = /*@__PURE__*/
+  messageDesc(file_clusterplane_v1_cluster, 24);
+
+/**
+ * RevokeAgentAccessRequest names the pull-mode cluster whose agent access is revoked.
+ *
+ * @generated from message clusterplane.v1.RevokeAgentAccessRequest
+ */
+export type RevokeAgentAccessRequest = Message<"clusterplane.v1.RevokeAgentAccessRequest"> & {
+  /**
+   * Organization; the server's default when empty.
+   *
+   * @generated from field: string org = 1;
+   */
+  org: string;
+
+  /**
+   * The cluster's name. Required.
+   *
+   * @generated from field: string cluster = 2;
+   */
+  cluster: string;
+};
+
+/**
+ * Describes the message clusterplane.v1.RevokeAgentAccessRequest.
+ * Use `create(RevokeAgentAccessRequestSchema)` to create a new message.
+ */
+export const RevokeAgentAccessRequestSchema: GenMessage<RevokeAgentAccessRequest> = /*@__PURE__*/
+  messageDesc(file_clusterplane_v1_cluster, 25);
+
+/**
+ * RevokeAgentAccessResponse says what was revoked.
+ *
+ * @generated from message clusterplane.v1.RevokeAgentAccessResponse
+ */
+export type RevokeAgentAccessResponse = Message<"clusterplane.v1.RevokeAgentAccessResponse"> & {
+  /**
+   * Unused join tokens revoked.
+   *
+   * @generated from field: int32 join_tokens_revoked = 1;
+   */
+  joinTokensRevoked: number;
+
+  /**
+   * Agent credentials revoked.
+   *
+   * @generated from field: int32 agent_credentials_revoked = 2;
+   */
+  agentCredentialsRevoked: number;
+};
+
+/**
+ * Describes the message clusterplane.v1.RevokeAgentAccessResponse.
+ * Use `create(RevokeAgentAccessResponseSchema)` to create a new message.
+ */
+export const RevokeAgentAccessResponseSchema: GenMessage<RevokeAgentAccessResponse> = /*@__PURE__*/
+  messageDesc(file_clusterplane_v1_cluster, 26);
 
 /**
  * ClusterState is the routing lifecycle of a cluster.
@@ -843,6 +1051,40 @@ export const ConditionStatusSchema: GenEnum<ConditionStatus> = /*@__PURE__*/
   enumDesc(file_clusterplane_v1_cluster, 1);
 
 /**
+ * ClusterMode says who connects to whom.
+ *
+ * @generated from enum clusterplane.v1.ClusterMode
+ */
+export enum ClusterMode {
+  /**
+   * Not set; never sent.
+   *
+   * @generated from enum value: CLUSTER_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The control plane connects to the cluster's API server (endpoint and credential files).
+   *
+   * @generated from enum value: CLUSTER_MODE_PUSH = 1;
+   */
+  PUSH = 1,
+
+  /**
+   * The cluster's agent connects to the control plane; nothing connects in.
+   *
+   * @generated from enum value: CLUSTER_MODE_PULL = 2;
+   */
+  PULL = 2,
+}
+
+/**
+ * Describes the enum clusterplane.v1.ClusterMode.
+ */
+export const ClusterModeSchema: GenEnum<ClusterMode> = /*@__PURE__*/
+  enumDesc(file_clusterplane_v1_cluster, 2);
+
+/**
  * SyncHealth summarizes the cluster-sync loop's view of a cluster.
  *
  * @generated from enum clusterplane.v1.SyncHealth
@@ -890,7 +1132,7 @@ export enum SyncHealth {
  * Describes the enum clusterplane.v1.SyncHealth.
  */
 export const SyncHealthSchema: GenEnum<SyncHealth> = /*@__PURE__*/
-  enumDesc(file_clusterplane_v1_cluster, 2);
+  enumDesc(file_clusterplane_v1_cluster, 3);
 
 /**
  * ClusterService registers Kubernetes data-plane clusters into pools and manages their lifecycle.
@@ -972,6 +1214,28 @@ export const ClusterService: GenService<{
     methodKind: "unary";
     input: typeof DeleteClusterRequestSchema;
     output: typeof DeleteClusterResponseSchema;
+  },
+  /**
+   * Issues a join token for a pull-mode cluster: the one-time secret `clusterplane agent` starts
+   * with. Earlier unused tokens stay valid until they expire or are revoked.
+   *
+   * @generated from rpc clusterplane.v1.ClusterService.CreateJoinToken
+   */
+  createJoinToken: {
+    methodKind: "unary";
+    input: typeof CreateJoinTokenRequestSchema;
+    output: typeof CreateJoinTokenResponseSchema;
+  },
+  /**
+   * Revokes every unused join token and every agent credential of a pull-mode cluster; its agent's
+   * streams end at once and it must join again with a new join token.
+   *
+   * @generated from rpc clusterplane.v1.ClusterService.RevokeAgentAccess
+   */
+  revokeAgentAccess: {
+    methodKind: "unary";
+    input: typeof RevokeAgentAccessRequestSchema;
+    output: typeof RevokeAgentAccessResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_clusterplane_v1_cluster, 0);
