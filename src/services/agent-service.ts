@@ -9,14 +9,14 @@ import {
   type WatchDesiredStateResponse,
 } from "../../gen/clusterplane/v1/agent_pb.js";
 import { canonicalJson, projectDomainKey, type ProjectDomain } from "../core/desired-state.js";
-import { unauthenticated, Violations } from "../core/errors.js";
+import { DomainError, unauthenticated, Violations } from "../core/errors.js";
 import { MAX_OBJECT_FAILURES, type ClusterFailureKind, type ObjectFailureKind, type PassOutcome } from "../core/pass-outcome.js";
 import { looksLikeAgentCredential, type AgentBinding } from "../store/agent-repository.js";
 import type { Change } from "../store/changes.js";
 import type { Stores } from "../store/stores.js";
 import type { DesiredState, DesiredStateCache } from "../sync/desired-cache.js";
 import { toTimestamp } from "./common.js";
-import { throwIfDeadlinePassed } from "./errors.js";
+import { throwIfDeadlinePassed, toConnectError } from "./errors.js";
 
 export interface AgentServiceOptions {
   /** A pull cluster whose agent is silent this long leaves routing; agents renew well within it. */
@@ -62,7 +62,7 @@ export class AgentHub {
           cluster: joined.cluster,
         };
       },
-      watchDesiredState: (request, context) => this.watch(request.knownDigest, context),
+      watchDesiredState: (request, context) => translated(this.watch(request.knownDigest, context)),
       reportStatus: async (request, context) => {
         const binding = await this.caller(context);
         const state = await this.desired.forOrg(binding.org);
@@ -154,6 +154,15 @@ export class AgentHub {
       templateErrors: state.errors,
       appliedHashes: Object.fromEntries(applied),
     });
+  }
+}
+
+/** A stream's errors do not pass the unary error translation: domain errors become statuses here. */
+async function* translated<T>(stream: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    yield* stream;
+  } catch (error) {
+    throw error instanceof DomainError ? toConnectError(error) : error;
   }
 }
 

@@ -149,7 +149,7 @@ export class AgentRepository {
     const rows = await this.changes.db
       .selectFrom("clusters")
       .select(["org", "name", "agent_heartbeat_at"])
-      .where("auth_kind", "=", "agent")
+      .where("mode", "=", "pull")
       .where("enabled", "=", 1)
       .where("agent_heartbeat_at", "<", now - graceMs)
       .execute();
@@ -168,9 +168,9 @@ export class AgentRepository {
   }
 
   private async requirePullCluster(org: string, cluster: string): Promise<void> {
-    const row = await this.changes.db.selectFrom("clusters").select("auth_kind").where("org", "=", org).where("name", "=", cluster).executeTakeFirst();
+    const row = await this.changes.db.selectFrom("clusters").select("mode").where("org", "=", org).where("name", "=", cluster).executeTakeFirst();
     if (!row) throw notFound(`cluster "${cluster}" not found`);
-    if (row.auth_kind !== "agent") {
+    if (row.mode !== "pull") {
       throw failedPrecondition(`cluster "${cluster}" is in push mode (the control plane connects to its API server): join tokens are for pull-mode clusters, registered without endpoint and auth`);
     }
   }

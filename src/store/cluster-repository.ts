@@ -249,16 +249,17 @@ function cannotMove(name: string, pool: string, requestedPool: string) {
 }
 
 function authColumns(auth: ClusterAuth) {
-  return auth.kind === "bearer_token_file"
-    ? { auth_kind: auth.kind, token_path: auth.tokenPath, ca_cert_path: auth.caCertPath }
-    : { auth_kind: auth.kind, token_path: "", ca_cert_path: "" };
+  if (auth.kind === "bearer_token_file") return { auth_kind: auth.kind, token_path: auth.tokenPath, ca_cert_path: auth.caCertPath, mode: "push" };
+  // Pull mode is the `mode` column; auth_kind's CHECK (from the first schema) knows only push kinds.
+  if (auth.kind === "agent") return { auth_kind: "in_cluster", token_path: "", ca_cert_path: "", mode: "pull" };
+  return { auth_kind: auth.kind, token_path: "", ca_cert_path: "", mode: "push" };
 }
 
 function toCluster(row: ClusterRow): Cluster {
   const auth: ClusterAuth =
     row.auth_kind === "bearer_token_file"
       ? { kind: "bearer_token_file", tokenPath: row.token_path, caCertPath: row.ca_cert_path }
-      : row.auth_kind === "agent"
+      : row.mode === "pull"
         ? { kind: "agent" }
         : { kind: "in_cluster" };
   const at = (ms: number | null) => (ms === null ? null : new Date(Number(ms)));

@@ -240,8 +240,12 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 6,
     description: "pull-mode clusters: join tokens, agent credentials, the agent's lease",
     sql: `
-      -- Pull mode (auth_kind 'agent'): what the agent reported and when it last renewed its lease.
-      -- Heartbeats update these columns without a change-log entry (see AgentRepository).
+      -- Pull mode: the agent connects out. A column of its own rather than a third auth_kind,
+      -- because SQLite cannot change auth_kind's CHECK without rebuilding the table (pull-mode
+      -- rows keep auth_kind 'in_cluster' and no endpoint, which the CHECK allows).
+      ALTER TABLE clusters ADD COLUMN mode TEXT NOT NULL DEFAULT 'push' CHECK (mode IN ('push', 'pull'));
+      -- What the agent reported and when it last renewed its lease. Heartbeats update these
+      -- columns without a change-log entry (see AgentRepository).
       ALTER TABLE clusters ADD COLUMN agent_version TEXT NOT NULL DEFAULT '';
       ALTER TABLE clusters ADD COLUMN agent_joined_at INTEGER;
       ALTER TABLE clusters ADD COLUMN agent_heartbeat_at INTEGER;

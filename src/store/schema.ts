@@ -34,6 +34,7 @@ export interface Tables {
     update_time: number;
     version: number;
     revision: Generated<number>;
+    mode: Generated<string>;
     agent_version: Generated<string>;
     agent_joined_at: number | null;
     agent_heartbeat_at: number | null;
