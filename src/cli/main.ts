@@ -4,6 +4,7 @@ import { openSession, type Session } from "./client.js";
 import { registerExecutionClusterLabels, registerSelectCluster } from "./execution-cluster-label.js";
 import { EXIT, EXIT_CODES_HELP, explainFailure } from "./exit.js";
 import { registerImport } from "./import-flyteadmin.js";
+import { registerJoinTokens } from "./join-tokens.js";
 import { registerResources } from "./resources.js";
 import { setCommandContext } from "./translate.js";
 import type { Verbs } from "./verbs.js";
@@ -111,6 +112,7 @@ registerResources(verbs);
 registerExecutionClusterLabels(verbs);
 registerSelectCluster(program, verbs);
 registerImport(program, verbs);
+registerJoinTokens(verbs);
 
 try {
   await program.parseAsync();

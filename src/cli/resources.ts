@@ -2,6 +2,7 @@ import { create, type DescEnum } from "@bufbuild/protobuf";
 import { Option } from "commander";
 import {
   ClusterAuthSchema,
+  ClusterMode,
   ClusterSchema,
   ClusterState,
   ClusterStateSchema,
@@ -28,6 +29,7 @@ import { CliError } from "./exit.js";
 import { renderTable, type Column } from "./output.js";
 import { clusterManifest, labelManifest, poolManifest, projectManifest, queueManifest } from "./manifests.js";
 import { ResourceKind } from "../../gen/clusterplane/v1/watch_pb.js";
+import { joinTokenText } from "./join-tokens.js";
 import { registerNamedResource, repeatable, splitPair, type NamedResource, type Verbs } from "./verbs.js";
 
 type Flags = Record<string, unknown>;
@@ -131,6 +133,17 @@ const SYNC_WORDS: Record<SyncHealth, string> = {
 };
 
 /** READY as kubectl shows it: the API server answers and the credentials may provision. */
+/** Push: where the control plane connects. Pull: the agent's version and last heartbeat. */
+function endpointCell(cluster: Cluster): string {
+  if (cluster.mode === ClusterMode.PULL) {
+    const heartbeat = cluster.agent?.lastHeartbeatTime;
+    if (!heartbeat) return "(agent not joined)";
+    const ago = Math.max(0, Math.round((Date.now() - timestampDate(heartbeat).getTime()) / 1000));
+    return `(agent ${cluster.agent!.version || "?"}, heartbeat ${ago}s ago)`;
+  }
+  return cluster.endpoint || (cluster.auth?.method.case === "inCluster" ? "(in-cluster)" : "");
+}
+
 function readiness(cluster: Cluster): string {
   if (cluster.conditions.length === 0) return "";
   const holds = (type: string) => cluster.conditions.find((condition) => condition.type === type)?.status === ConditionStatus.TRUE;
@@ -164,7 +177,8 @@ const clusters: NamedResource<typeof ClusterSchema> = {
   columns: [
     { header: "NAME", cell: (cluster: Cluster) => cluster.name },
     { header: "POOL", cell: (cluster) => cluster.pool },
-    { header: "ENDPOINT", cell: (cluster) => cluster.endpoint || (cluster.auth?.method.case === "inCluster" ? "(in-cluster)" : "") },
+    { header: "MODE", cell: (cluster) => (cluster.mode === ClusterMode.PULL ? "pull" : "push") },
+    { header: "ENDPOINT", cell: (cluster) => endpointCell(cluster) },
     { header: "ENABLED", cell: (cluster) => String(cluster.enabled ?? true) },
     { header: "STATE", cell: (cluster) => shortName(ClusterStateSchema, cluster.state) },
     { header: "READY", cell: readiness },
@@ -215,7 +229,12 @@ const clusters: NamedResource<typeof ClusterSchema> = {
     const page = await api.clusters.listClusters({ org, pool, state, pageSize, pageToken });
     return { items: page.clusters, nextPageToken: page.nextPageToken };
   },
-  create: async ({ api }, cluster) => (await api.clusters.createCluster({ cluster })).cluster!,
+  create: async ({ api }, cluster) => {
+    const created = await api.clusters.createCluster({ cluster });
+    // Pull mode: the one-time join token goes to stderr, so `-o json` on stdout stays parseable.
+    if (created.join) process.stderr.write(joinTokenText(created.cluster!.name, created.join));
+    return created.cluster!;
+  },
   update: async ({ api }, cluster, fields) =>
     (await api.clusters.updateCluster({ cluster, updateMask: fields === "all" ? undefined : { paths: fields } })).cluster!,
   remove: async ({ api, org }, name) => void (await api.clusters.deleteCluster({ org, name })),

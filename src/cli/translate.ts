@@ -35,6 +35,8 @@ export const RPC_COMMANDS: Readonly<Record<string, string>> = {
   DrainCluster: "clusterplane drain cluster",
   ActivateCluster: "clusterplane activate cluster",
   DeleteCluster: "clusterplane delete cluster",
+  CreateJoinToken: "clusterplane create join-token --cluster NAME",
+  RevokeAgentAccess: "clusterplane delete join-token --cluster NAME",
   CreateQueue: "clusterplane create queue",
   GetQueue: "clusterplane get queue NAME",
   ListQueues: "clusterplane get queue",
@@ -131,8 +133,12 @@ export const FIELD_TERMS: Readonly<Record<string, readonly FieldTerm[]>> = {
       key: "auth",
       rewrite: {
         pattern: /^is required: bearer_token_file .* or in_cluster .*$/,
-        flags: "credentials are required: --token-path PATH and --ca-cert-path PATH (files mounted from a Secret), or --in-cluster",
-        manifest: "auth: is required: {type: file_path, tokenPath: PATH, certPath: PATH} or {type: in_cluster}",
+        flags:
+          "credentials are required: --token-path PATH and --ca-cert-path PATH (files mounted from a Secret), or --in-cluster; " +
+          "or leave out --endpoint too, to register a pull-mode cluster whose agent connects out",
+        manifest:
+          "auth: is required: {type: file_path, tokenPath: PATH, certPath: PATH} or {type: in_cluster}; " +
+          "or leave out both endpoint and auth to register a pull-mode cluster, whose agent connects out",
       },
     },
   ],

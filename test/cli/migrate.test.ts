@@ -15,9 +15,9 @@ describe.each(testEngines())("clusterplane migrate ($name)", (engine) => {
   it("applies every migration and exits; a server opening the database after it finds nothing to do", async () => {
     database = await engine.fresh();
     const { stdout } = await run(process.execPath, ["bin/clusterplane.mjs", "migrate", "--db", database.location]);
-    expect(stdout).toMatch(/schema at version 5 \((sqlite|postgres), \d+ ms\)/);
+    expect(stdout).toMatch(/schema at version 6 \((sqlite|postgres), \d+ ms\)/);
     const again = await run(process.execPath, ["bin/clusterplane.mjs", "migrate", "--db", database.location]);
-    expect(again.stdout).toContain("schema at version 5");
+    expect(again.stdout).toContain("schema at version 6");
     const stores = await openStores({ path: database.location });
     try {
       expect(await stores.changes.currentRevision()).toBe(0);

@@ -69,7 +69,7 @@ describe("clusterplane CLI: cluster pools and clusters (the cluster-pools seed)"
 
       const clusters = await cli(["get", "cluster"]);
       expect(tableRows(clusters.stdout)).toEqual([
-        { NAME: "prod-us-east-1", POOL: "prod", ENDPOINT: "https://10.0.0.1:443", ENABLED: "true", STATE: "ACTIVE", READY: "-", PROVISIONED: "-", SYNC: "PENDING", "LAST ERROR": "-" },
+        { NAME: "prod-us-east-1", POOL: "prod", MODE: "push", ENDPOINT: "https://10.0.0.1:443", ENABLED: "true", STATE: "ACTIVE", READY: "-", PROVISIONED: "-", SYNC: "PENDING", "LAST ERROR": "-" },
       ]);
 
       // No terminal and no --yes: refused, exit 3, nothing deleted.

@@ -44,7 +44,7 @@ describe("the CLI speaks CLI: its flags, commands and manifest keys, not the API
     const noAuth = await cli(["create", "cluster", "c1", "--endpoint", "https://10.0.0.1:443"]);
     expect(noAuth).toMatchObject({
       code: 1,
-      stderr: "Error: INVALID_ARGUMENT: credentials are required: --token-path PATH and --ca-cert-path PATH (files mounted from a Secret), or --in-cluster\n",
+      stderr: "Error: INVALID_ARGUMENT: credentials are required: --token-path PATH and --ca-cert-path PATH (files mounted from a Secret), or --in-cluster; or leave out --endpoint too, to register a pull-mode cluster whose agent connects out\n",
     });
 
     const twoProblems = await cli(["create", "cluster", "c1", "--token-path", "/etc/passwd", "--ca-cert-path", "/var/run/credentials/ca"]);
@@ -69,13 +69,13 @@ describe("the CLI speaks CLI: its flags, commands and manifest keys, not the API
   });
 
   it("names manifest keys, in the manifest's own form, when the request came from --file", async () => {
-    const manifest = file("cluster.yaml", "name: c2\npool: default\n");
+    // Neither endpoint nor auth is a pull-mode cluster; an endpoint without auth is a mistake.
+    const manifest = file("cluster.yaml", "name: c2\npool: default\nendpoint: https://10.0.0.2:443\n");
     const rejected = await cli(["create", "cluster", "--file", manifest]);
     expect(rejected.code).toBe(1);
     expect(rejected.stderr).toBe(
-      "Error: INVALID_ARGUMENT:\n" +
-        "  auth: is required: {type: file_path, tokenPath: PATH, certPath: PATH} or {type: in_cluster}\n" +
-        "  endpoint: is required to enable a cluster (unless auth type is in_cluster): the https URL of its Kubernetes API, for example https://10.0.0.1:443\n",
+      "Error: INVALID_ARGUMENT: auth: is required: {type: file_path, tokenPath: PATH, certPath: PATH} or {type: in_cluster}; " +
+        "or leave out both endpoint and auth to register a pull-mode cluster, whose agent connects out\n",
     );
     const outside = file("outside.yaml", "name: c2\nendpoint: https://10.0.0.2:443\nauth:\n  type: file_path\n  tokenPath: /etc/passwd\n  certPath: /var/run/credentials/ca\n");
     expect((await cli(["create", "cluster", "--file", outside])).stderr).toMatch(/^Error: INVALID_ARGUMENT: auth\.tokenPath: /);

@@ -74,10 +74,12 @@ describe("the translation table: API words to CLI words", () => {
     expect(describeViolation("cluster.endpoint", "must be an https URL", flags("create cluster"))).toBe("--endpoint: must be an https URL");
     expect(describeViolation("cluster.endpoint", "must be an https URL", manifest("create cluster"))).toBe("endpoint: must be an https URL");
     expect(describeViolation("cluster.auth", "is required: bearer_token_file { token_path, ca_cert_path } or in_cluster {}", flags("create cluster"))).toBe(
-      "credentials are required: --token-path PATH and --ca-cert-path PATH (files mounted from a Secret), or --in-cluster",
+      "credentials are required: --token-path PATH and --ca-cert-path PATH (files mounted from a Secret), or --in-cluster; " +
+        "or leave out --endpoint too, to register a pull-mode cluster whose agent connects out",
     );
     expect(describeViolation("cluster.auth", "is required: bearer_token_file { token_path, ca_cert_path } or in_cluster {}", manifest("create cluster"))).toBe(
-      "auth: is required: {type: file_path, tokenPath: PATH, certPath: PATH} or {type: in_cluster}",
+      "auth: is required: {type: file_path, tokenPath: PATH, certPath: PATH} or {type: in_cluster}; " +
+        "or leave out both endpoint and auth to register a pull-mode cluster, whose agent connects out",
     );
     expect(fieldName("cluster.auth.bearer_token_file.ca_cert_path", manifest("update cluster"))).toBe("auth.certPath");
     expect(fieldName("label.clusters[2].weight", manifest("create label"))).toBe("clusters[2].weight");

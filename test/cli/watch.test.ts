@@ -52,7 +52,7 @@ describe("clusterplane get NOUN --watch", () => {
     await clusters.createCluster({ cluster: seedCluster("dataplane_1") });
     const { lines } = watch(["get", "cluster", "--watch"]);
     await waitFor("the list", () => lines.some((line) => line.startsWith("dataplane_1")), 20_000);
-    expect(lines[0]).toMatch(/^NAME +POOL +ENDPOINT/);
+    expect(lines[0]).toMatch(/^NAME +POOL +MODE +ENDPOINT/);
 
     await clusters.createCluster({ cluster: seedCluster("dataplane_2") });
     await waitFor("the new cluster's row", () => lines.some((line) => line.startsWith("dataplane_2")), 20_000);
