@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
+import { get } from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +21,8 @@ interface Replica {
   child: ChildProcess;
   url: string;
   lines: Record<string, unknown>[];
+  /** What it wrote to stderr: a crash's stack, for the failure message. */
+  stderr: string[];
 }
 
 let dir = "";
@@ -43,6 +46,8 @@ async function startReplica(args: string[]): Promise<Replica> {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: Record<string, unknown>[] = [];
+  const stderr: string[] = [];
+  createInterface({ input: child.stderr! }).on("line", (text) => stderr.push(text));
   const url = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on("line", (text) => {
       const line = JSON.parse(text) as Record<string, unknown>;
@@ -51,7 +56,7 @@ async function startReplica(args: string[]): Promise<Replica> {
     });
     child.once("exit", (code) => reject(new Error(`serve exited early with ${code}`)));
   });
-  const replica = { child, url, lines };
+  const replica = { child, url, lines, stderr };
   replicas.push(replica);
   return replica;
 }
@@ -162,8 +167,23 @@ describe.each(testEngines())("two servers on one database ($name)", (engine) => 
 
 /** Whether this replica says (on /readyz) that it runs the sync loop. */
 async function leads(replica: Replica): Promise<boolean> {
-  const readiness = (await (await fetch(`${replica.url}/readyz`)).json()) as { checks: { syncLeader: string } };
+  const readiness = JSON.parse(await getOnFreshConnection(`${replica.url}/readyz`)) as { checks: { syncLeader: string } };
   return readiness.checks.syncLeader.startsWith("this process");
+}
+
+/**
+ * A GET on a connection of its own: fetch's pooled keep-alive connection may be the one the server
+ * is closing as idle just then ("other side closed"), which says nothing about the server.
+ */
+function getOnFreshConnection(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false }, (response) => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => (body += chunk));
+      response.on("end", () => resolve(body));
+    }).on("error", reject);
+  });
 }
 
 describe.each(testEngines())("three replicas on one database ($name)", (engine) => {
@@ -223,7 +243,7 @@ describe.each(testEngines())("three replicas on one database ($name)", (engine) 
     const writers = servers.map(async (server, i) => {
       for (let n = 0; writing; n++) {
         const id = `p${i}x${n}`;
-        const ok = await clients(server.url).projects.createProject({ project: { id } }).then(() => true, () => false);
+        const ok = await onEach[i]!.projects.createProject({ project: { id } }).then(() => true, () => false);
         if (ok) acknowledged.push(id);
         if (!ok && server !== leader) await new Promise((resolve) => setTimeout(resolve, 50));
         if (!ok && server === leader) return;
@@ -238,6 +258,8 @@ describe.each(testEngines())("three replicas on one database ($name)", (engine) 
     acknowledged.push("after-the-kill");
     await waitFor("a survivor to provision after-the-kill", () => kube!.getObject("namespaces", "", "after-the-kill-production") !== undefined, 30_000);
     expect(Date.now() - killedAt, "sync resumed this long after the kill").toBeLessThan(15_000);
+    const crashed = followers.filter((f) => f.child.exitCode !== null || f.child.signalCode !== null);
+    expect(crashed.map((f) => f.stderr.join("\n") + JSON.stringify(f.lines.slice(-5))), "a survivor exited").toEqual([]);
     expect((await Promise.all(followers.map(leads))).filter(Boolean)).toHaveLength(1);
 
     writing = false;
