@@ -4,6 +4,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   AgentService,
+  DesiredObjectSchema,
   WatchDesiredStateResponseSchema,
   type ReportStatusRequest,
   type WatchDesiredStateResponse,
@@ -37,6 +38,8 @@ const OBJECT_FAILURE_KINDS = new Set<ObjectFailureKind>(["unsupported-kind", "re
  */
 export class AgentHub {
   private readonly closing = new AbortController();
+  /** The open desired-state streams, ended together on close (no listener per stream on one signal). */
+  private readonly streams = new Set<AbortController>();
 
   constructor(
     private readonly stores: Stores,
@@ -47,6 +50,7 @@ export class AgentHub {
   /** Ends every desired-state stream (the server is shutting down; agents reconnect elsewhere). */
   close(): void {
     this.closing.abort();
+    for (const stream of this.streams) stream.abort();
   }
 
   service(): ServiceImpl<typeof AgentService> {
@@ -102,8 +106,11 @@ export class AgentHub {
     const stop = new AbortController();
     const onStop = () => stop.abort();
     context.signal.addEventListener("abort", onStop);
-    this.closing.signal.addEventListener("abort", onStop);
+    this.streams.add(stop);
+    if (this.closing.signal.aborted) stop.abort();
     let wake: () => void = () => undefined;
+    // One listener for the stream's life, not one per wait.
+    stop.signal.addEventListener("abort", () => wake(), { once: true });
     let pending = true;
     const unsubscribe = this.stores.changes.subscribe((change) => {
       if (concerns(change, binding)) {
@@ -114,10 +121,7 @@ export class AgentHub {
     try {
       let sent = knownDigest;
       while (!stop.signal.aborted) {
-        if (!pending) await new Promise<void>((resolve) => {
-          wake = resolve;
-          stop.signal.addEventListener("abort", () => resolve(), { once: true });
-        });
+        if (!pending) await new Promise<void>((resolve) => (wake = resolve));
         if (stop.signal.aborted) break;
         pending = false;
         // A revocation or deletion (through any replica) is a change of the cluster: check again.
@@ -132,7 +136,7 @@ export class AgentHub {
     } finally {
       unsubscribe();
       context.signal.removeEventListener("abort", onStop);
-      this.closing.signal.removeEventListener("abort", onStop);
+      this.streams.delete(stop);
     }
   }
 
@@ -141,15 +145,7 @@ export class AgentHub {
     return create(WatchDesiredStateResponseSchema, {
       revision: BigInt(this.stores.changes.appliedRevision),
       digest,
-      objects: state.objects.map((object) => ({
-        key: object.key,
-        manifestJson: JSON.stringify(object.object),
-        hash: object.hash,
-        project: object.project,
-        domain: object.domain,
-        role: object.role,
-        source: object.source,
-      })),
+      objects: objectsOf(state),
       projectDomains: state.pairs,
       templateErrors: state.errors,
       appliedHashes: Object.fromEntries(applied),
@@ -166,6 +162,26 @@ async function* translated<T>(stream: AsyncGenerator<T>): AsyncGenerator<T> {
   }
 }
 
+/** The objects of a state as messages, built once and shared by every stream of the organization. */
+function objectsOf(state: DesiredState): WatchDesiredStateResponse["objects"] {
+  let objects = objectMessages.get(state);
+  if (!objects) {
+    objects = state.objects.map((object) =>
+      create(DesiredObjectSchema, {
+        key: object.key,
+        manifestJson: JSON.stringify(object.object),
+        hash: object.hash,
+        project: object.project,
+        domain: object.domain,
+        role: object.role,
+        source: object.source,
+      }),
+    );
+    objectMessages.set(state, objects);
+  }
+  return objects;
+}
+
 /** Changes that may alter what a cluster's stream sends, or whether it may go on. */
 function concerns(change: Change, binding: AgentBinding): boolean {
   if (change.org !== binding.org) return false;
@@ -176,8 +192,17 @@ function bearerOf(context: HandlerContext): string {
   return /^Bearer[ \t]+(\S+)/i.exec(context.requestHeader.get("authorization") ?? "")?.[1] ?? "";
 }
 
-/** Equal digests, equal desired states: what a reconnecting agent compares. */
+const digests = new WeakMap<DesiredState, string>();
+const objectMessages = new WeakMap<DesiredState, WatchDesiredStateResponse["objects"]>();
+
+/** Equal digests, equal desired states: what a reconnecting agent compares. Computed once per state. */
 export function digestOf(state: DesiredState): string {
+  let digest = digests.get(state);
+  if (digest === undefined) digests.set(state, (digest = computeDigest(state)));
+  return digest;
+}
+
+function computeDigest(state: DesiredState): string {
   const objects = state.objects.map((object) => `${object.key}=${object.hash}`).sort();
   return createHash("sha256").update(canonicalJson({ objects, errors: state.errors, pairs: state.pairs.map(projectDomainKey).sort() })).digest("base64url");
 }
