@@ -7,15 +7,13 @@
  * - how long a write through one server takes to reach another server on the same file.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { Worker } from "node:worker_threads";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { CreateProjectRequestSchema, ProjectService } from "../gen/clusterplane/v1/project_pb.js";
+import { CreateProjectRequestSchema } from "../gen/clusterplane/v1/project_pb.js";
+import { deliveryTimes, percentileOf, threadLoad, watcher, type Watcher } from "./processes.js";
 
 /** The last commit before the change log: every write there was a plain transaction. */
 const BASELINE_REVISION = process.env.BENCH_BASELINE_REVISION ?? "2dc4998";
@@ -47,13 +45,6 @@ async function serve(tree: string, db: string, extraArgs: string[] = []): Promis
   return { child, url, port: Number(new URL(url).port) };
 }
 
-/** User + system CPU time of a process so far, in microseconds. */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks / 100) * 1e6;
-}
-
 let nextProject = 0;
 
 type Load = "write" | "check";
@@ -70,62 +61,19 @@ async function round(server: Served, load: Load): Promise<{ rate: number; cpuPer
           toBinary(CreateProjectRequestSchema, create(CreateProjectRequestSchema, { project: { id: `bench-${nextProject++}` } })),
         )
       : [new Uint8Array(0)];
-  const cpuBefore = cpuMicros(server.child.pid!);
-  const worker = new Worker(new URL("./grpc-load-thread.mjs", import.meta.url), {
-    workerData: {
-      address: `127.0.0.1:${server.port}`,
-      path: load === "write" ? "/clusterplane.v1.ProjectService/CreateProject" : "/grpc.health.v1.Health/Check",
-      requests,
-      concurrency: WRITERS_IN_FLIGHT,
-      durationMs: ROUND_MS,
-    },
+  const result = await threadLoad(server, {
+    path: load === "write" ? "/clusterplane.v1.ProjectService/CreateProject" : "/grpc.health.v1.Health/Check",
+    requests,
+    concurrency: WRITERS_IN_FLIGHT,
+    durationMs: ROUND_MS,
   });
-  const rate = await new Promise<number>((resolveRate, reject) => {
-    worker.once("message", resolveRate);
-    worker.once("error", reject);
-  });
-  const cpu = cpuMicros(server.child.pid!) - cpuBefore;
-  return { rate, cpuPerCall: cpu / (rate * (ROUND_MS / 1000)) };
+  return { rate: result.callsPerSecond, cpuPerCall: result.cpuUsPerCall };
 }
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
-
-/** Starts the Watch client process (bench/watch-client.ts) and waits until its streams are open. */
-async function watcher(url: string, streams: number) {
-  const child = spawn(process.execPath, ["--import", "tsx", "bench/watch-client.ts", url, String(streams)], { stdio: ["pipe", "pipe", "inherit"] });
-  const lines = createInterface({ input: child.stdout! });
-  const next = () => new Promise<string>((resolveLine) => lines.once("line", resolveLine));
-  if ((await next()) !== "ready") throw new Error("the watch client did not get ready");
-  return {
-    async report(): Promise<Record<string, number[]>> {
-      child.stdin!.write("report\n");
-      return JSON.parse(await next()) as Record<string, number[]>;
-    },
-  };
-}
-
-/** Writes SAMPLE_WRITES projects through `writeUrl`, one at a time; delivery times of each at the watcher. */
-async function deliveryTimes(writeUrl: string, watching: Awaited<ReturnType<typeof watcher>>, expectedPerWrite: number): Promise<number[]> {
-  const projects = createClient(ProjectService, createGrpcTransport({ baseUrl: writeUrl }));
-  const sent = new Map<string, number>();
-  for (let i = 0; i < SAMPLE_WRITES; i++) {
-    const started = performance.timeOrigin + performance.now();
-    const created = await projects.createProject({ project: { id: `sample-${nextProject++}` } });
-    sent.set(String(created.project!.revision), started);
-    await new Promise((pause) => setTimeout(pause, 50));
-  }
-  await new Promise((settle) => setTimeout(settle, 1_000));
-  const arrivals = await watching.report();
-  const delays: number[] = [];
-  let missing = 0;
-  for (const [revision, start] of sent) {
-    const times = arrivals[revision] ?? [];
-    missing += expectedPerWrite - times.length;
-    for (const time of times) delays.push(time - start);
-  }
+/** Delivery delays of SAMPLE_WRITES writes through `writeUrl` at `watching`, each expected `expectedPerWrite` times. */
+async function deliveryDelays(writeUrl: string, watching: Watcher, expectedPerWrite: number): Promise<number[]> {
+  const { delays, missing } = await deliveryTimes(writeUrl, watching, { count: SAMPLE_WRITES, expectedPerWrite });
+  watching.close();
   if (missing > 0) console.log(`  (!) ${missing} deliveries missing`);
   return delays;
 }
@@ -173,16 +121,16 @@ export async function changeLogBench(): Promise<void> {
     const primary = await serve(process.cwd(), join(dir, "watched.db"), ["--config", config]);
     processes.push(primary.child);
     const watching = await watcher(primary.url, WATCH_STREAMS);
-    const fanOut = await deliveryTimes(primary.url, watching, WATCH_STREAMS);
+    const fanOut = await deliveryDelays(primary.url, watching, WATCH_STREAMS);
     console.log(`\nA write reaching ${WATCH_STREAMS} open Watch streams in another process (${SAMPLE_WRITES} writes, from the call to each arrival)`);
-    console.log(`  p50 ${percentile(fanOut, 50).toFixed(1)} ms   p99 ${percentile(fanOut, 99).toFixed(1)} ms   max ${Math.max(...fanOut).toFixed(1)} ms`);
+    console.log(`  p50 ${percentileOf(fanOut, 50).toFixed(1)} ms   p99 ${percentileOf(fanOut, 99).toFixed(1)} ms   max ${Math.max(...fanOut).toFixed(1)} ms`);
 
     const replica = await serve(process.cwd(), join(dir, "watched.db"), ["--config", config]);
     processes.push(replica.child);
     const follower = await watcher(replica.url, 1);
-    const lag = await deliveryTimes(primary.url, follower, 1);
+    const lag = await deliveryDelays(primary.url, follower, 1);
     console.log(`\nA write through one server reaching a second server on the same file (its Watch stream, fed with its routing index)`);
-    console.log(`  p50 ${percentile(lag, 50).toFixed(1)} ms   p99 ${percentile(lag, 99).toFixed(1)} ms   max ${Math.max(...lag).toFixed(1)} ms  (goal: under 1 000 ms)`);
+    console.log(`  p50 ${percentileOf(lag, 50).toFixed(1)} ms   p99 ${percentileOf(lag, 99).toFixed(1)} ms   max ${Math.max(...lag).toFixed(1)} ms  (goal: under 1 000 ms)`);
   } finally {
     for (const child of processes) child.kill("SIGKILL");
     try {

@@ -1,5 +1,6 @@
 // A @grpc/grpc-js load generator in its own thread: closed-loop unary calls with `concurrency` in
-// flight for `durationMs`, cycling through pre-serialized requests. Posts back calls per second.
+// flight for `durationMs`, cycling through pre-serialized requests. Posts { started: true } once
+// connected (one call made), then { calls, seconds } for the timed phase. A failed call throws.
 import * as grpc from "@grpc/grpc-js";
 import { parentPort, workerData } from "node:worker_threads";
 
@@ -14,10 +15,13 @@ function call(body) {
   );
 }
 
-let completed = 0;
 let next = 0;
-const deadline = performance.now() + durationMs;
+// The connection is made, and the first call's lazy work done, before the clock starts.
+await call(bodies[next++ % bodies.length]);
+parentPort.postMessage({ started: true });
+let completed = 0;
 const started = performance.now();
+const deadline = started + durationMs;
 await Promise.all(
   Array.from({ length: concurrency }, async () => {
     while (performance.now() < deadline) {
@@ -26,5 +30,6 @@ await Promise.all(
     }
   }),
 );
+const seconds = (performance.now() - started) / 1000;
 client.close();
-parentPort.postMessage(completed / ((performance.now() - started) / 1000));
+parentPort.postMessage({ calls: completed, seconds });

@@ -10,8 +10,8 @@
  *
  * It prints; it never fails on a missed goal.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:http2";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,6 +21,7 @@ import { SelectClusterRequestSchema } from "../gen/clusterplane/v1/execution_clu
 import { HealthCheckRequestSchema } from "../gen/health/v1/health_pb.js";
 import { openStores } from "../src/store/stores.js";
 import { populate } from "./fixture.js";
+import { buildCli, fixed, grpcFrame, listeningPort, medianOf, readNewLog, serveArgs, sleep, startServer, stop, type Server } from "./processes.js";
 import {
   descendants,
   findH2load,
@@ -124,12 +125,6 @@ export async function grpcThroughputBench(): Promise<void> {
   }
 }
 
-/** dist/ from the sources as they are now; an older build is measured (and said so) if that fails. */
-function buildCli(): void {
-  const build = spawnSync(process.execPath, ["scripts/build.mjs"], { stdio: "inherit" });
-  if (build.status !== 0) console.log("npm run build failed: measuring the dist/ already there, which may be stale");
-}
-
 /** The fixture's database (written in process, then closed) and the request bodies. */
 async function writeRequests(dir: string, database: string): Promise<Record<"select" | "selectJson" | "check", BenchRequest>> {
   const stores = await openStores({ path: database });
@@ -151,65 +146,11 @@ async function writeRequests(dir: string, database: string): Promise<Record<"sel
   };
 }
 
-/** A gRPC message on the wire: a byte saying "not compressed", the length (big-endian), the message. */
-function grpcFrame(message: Uint8Array): Buffer {
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  frame.set(message, 5);
-  return frame;
-}
-
 // --- Servers -------------------------------------------------------------------------------
-
-interface Server {
-  name: string;
-  child: ChildProcess;
-  port: number;
-  /** Its stdout, in a file: the bench reads it between runs, never while the load runs. */
-  logFile: string;
-  /** How far the log has been read for failed calls. */
-  logRead: number;
-}
-
-function serveArgs(database: string, extra: string[] = []): string[] {
-  return ["dist/main.js", "serve", "--db", database, "--port", "0", "--no-sync", ...extra];
-}
-
-/** The port from serve's JSON log line "clusterplane listening on http://127.0.0.1:PORT (…)". */
-function listeningPort(line: string): number | undefined {
-  const match = /clusterplane listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-  return match ? Number(match[1]) : undefined;
-}
 
 /** The port from bare-grpc-server.mjs's {"port":N}. */
 function bareServerPort(line: string): number | undefined {
   return /^\{"port":(\d+)\}$/.exec(line) ? (JSON.parse(line) as { port: number }).port : undefined;
-}
-
-/**
- * `node ARGS` as its own process, once a line of its stdout gives its port. Output goes to files:
- * the bench must not spend the machine's CPU reading a log while it measures.
- */
-async function startServer(name: string, args: string[], dir: string, portOf: (line: string) => number | undefined): Promise<Server> {
-  const logFile = join(dir, `${name.replace(/\W+/g, "-")}.log`);
-  const errFile = `${logFile}.err`;
-  const [out, err] = [openSync(logFile, "w"), openSync(errFile, "w")];
-  // The default per-RPC log policy, set explicitly: a successful read writes no log line.
-  const env = { ...process.env, CLUSTERPLANE_LOG_RPC_CALLS: "notable" };
-  const child = spawn(process.execPath, args, { stdio: ["ignore", out, err], env });
-  closeSync(out);
-  closeSync(err);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const log = readFileSync(logFile, "utf8");
-    const port = log.split("\n").map(portOf).find((each) => each !== undefined);
-    if (port !== undefined) return { name, child, port, logFile, logRead: log.length };
-    if (child.exitCode !== null || Date.now() > deadline) {
-      if (child.exitCode === null) child.kill("SIGKILL");
-      throw new Error(`${name} did not start (exit ${child.exitCode}): ${readFileSync(errFile, "utf8").trim() || log.trim()}`);
-    }
-    await sleep(25);
-  }
 }
 
 /**
@@ -228,40 +169,6 @@ async function startWorkers(database: string, dir: string): Promise<Server | str
   const deadline = Date.now() + 3_000;
   while (descendants(server.child.pid!).length < WORKERS && Date.now() < deadline) await sleep(50);
   return server;
-}
-
-/** The log lines a server wrote since the last look: failed calls (by grpc code) and all lines. */
-function readNewLog(server: Server): { failedCalls: number; lines: number } {
-  const log = readFileSync(server.logFile, "utf8");
-  const fresh = log.slice(server.logRead).split("\n").filter(Boolean);
-  server.logRead = log.length;
-  let failedCalls = 0;
-  for (const line of fresh) {
-    try {
-      const entry = JSON.parse(line) as { msg?: string; code?: string };
-      if (entry.msg === "rpc" && entry.code !== "OK") failedCalls++;
-    } catch {
-      // Not JSON (a Node warning); not a call.
-    }
-  }
-  return { failedCalls, lines: fresh.length };
-}
-
-async function stop(server: Server): Promise<void> {
-  const { child } = server;
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const workers = descendants(child.pid!);
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  if ((await Promise.race([exited, sleep(5_000).then(() => "late")])) === "late") child.kill("SIGKILL");
-  // Forked workers left behind by a primary that did not wait for them (still ours: same command).
-  for (const pid of workers) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("main.js")) process.kill(pid, "SIGKILL");
-    } catch {
-      // Already gone, as it should be.
-    }
-  }
 }
 
 // --- Checking the answers ------------------------------------------------------------------
@@ -421,18 +328,4 @@ function report(
 
 function verdict(ratio: number, goal: number): string {
   return `${ratio.toFixed(2)}x ${ratio >= goal ? "(goal met)" : "(goal MISSED)"}`;
-}
-
-function medianOf(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function fixed(value: number, digits: number, width = 0): string {
-  return value.toFixed(digits).padStart(width);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,7 +1,8 @@
 /**
  * A Watch client in its own process, for `npm run bench`: opens N streams on projects against
  * URL, says `ready` once every snapshot is complete, records when each change arrives on each
- * stream, and on the stdin line `report` prints `{ "<revision>": [arrival ms, …] }` as JSON.
+ * stream, and on the stdin line `report` prints `{ "<revision>": [arrival ms, …] }` as JSON (what
+ * arrived since the previous report); it exits when its stdin closes.
  * Times are wall-clock milliseconds with sub-millisecond precision (performance.timeOrigin +
  * performance.now()), comparable with the bench process's own.
  */
@@ -41,8 +42,11 @@ for (let i = 0; i < count; i++) {
   i += group - 1;
 }
 
-createInterface({ input: process.stdin }).on("line", (line) => {
-  if (line === "report") {
-    process.stdout.write(`${JSON.stringify(Object.fromEntries(arrivals))}\n`, () => process.exit(0));
-  }
-});
+// Each report hands over (and forgets) what arrived since the last; the process ends with its stdin.
+createInterface({ input: process.stdin })
+  .on("line", (line) => {
+    if (line !== "report") return;
+    process.stdout.write(`${JSON.stringify(Object.fromEntries(arrivals))}\n`);
+    arrivals.clear();
+  })
+  .on("close", () => process.exit(0));
