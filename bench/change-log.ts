@@ -16,6 +16,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CreateProjectRequestSchema, ProjectService } from "../gen/clusterplane/v1/project_pb.js";
+import { serve, type Served } from "./serve.js";
 
 /** The last commit before the change log: every write there was a plain transaction. */
 const BASELINE_REVISION = process.env.BENCH_BASELINE_REVISION ?? "2dc4998";
@@ -23,29 +24,6 @@ const WRITERS_IN_FLIGHT = 16;
 const ROUND_MS = 2_000;
 const WATCH_STREAMS = 1_000;
 const SAMPLE_WRITES = 30;
-
-interface Served {
-  child: ChildProcess;
-  url: string;
-  port: number;
-}
-
-/** `clusterplane serve` from the sources of `tree`, on `db`. */
-async function serve(tree: string, db: string, extraArgs: string[] = []): Promise<Served> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--port", "0", "--db", db, ...extraArgs], {
-    cwd: tree,
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, CLUSTERPLANE_SYNC: "false" },
-  });
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    createInterface({ input: child.stdout! }).on("line", (text) => {
-      const line = JSON.parse(text) as { url?: string; msg?: string };
-      if (line.url && line.msg?.includes("listening")) resolveUrl(line.url);
-    });
-    child.once("exit", (code) => reject(new Error(`serve in ${tree} exited with ${code}`)));
-  });
-  return { child, url, port: Number(new URL(url).port) };
-}
 
 /** User + system CPU time of a process so far, in microseconds. */
 function cpuMicros(pid: number): number {
