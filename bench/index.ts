@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: speed goals as ratios against a baseline measured in the same run, so a
  * shared, noisy machine changes both sides alike. Not a test: it prints, it does not fail.
- * `npm run bench -- startup` (or select, grpc, sync, log, replicas) runs only those.
+ * `npm run bench -- startup` (or select, grpc, sync, log, replicas, agents) runs only those.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openStores } from "../src/store/stores.js";
 import { populate } from "./fixture.js";
+import { agentsBench } from "./agents.js";
 import { changeLogBench } from "./change-log.js";
 import { grpcThroughputBench } from "./grpc-throughput.js";
 import { replicasBench } from "./replicas.js";
@@ -37,3 +38,4 @@ if (wanted("grpc")) await grpcThroughputBench();
 if (wanted("sync")) await syncBench();
 if (wanted("log")) await changeLogBench();
 if (wanted("replicas")) await replicasBench();
+if (wanted("agents")) await agentsBench();
