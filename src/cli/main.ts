@@ -90,6 +90,36 @@ program
   .option("--config <file>", "YAML configuration file; flags and environment override it (env CLUSTERPLANE_CONFIG_FILE)")
   .action(async (flags) => (await import("./migrate.js")).migrate(flags));
 
+program
+  .command("agent")
+  .description("run the pull-mode agent in a data-plane cluster: join, pull its desired state, apply it, report, renew its lease")
+  .option("--control-plane <url>", "the control plane's URL, https (http for loopback only) (env CLUSTERPLANE_CONTROL_PLANE)")
+  .option("--ca-file <file>", "PEM CA the control plane's certificate is signed by, for a private CA (env CLUSTERPLANE_CA_FILE)")
+  .option("--join-token <token>", "the one-time join token `create cluster` printed (env CLUSTERPLANE_JOIN_TOKEN)")
+  .option("--join-token-file <file>", "read the join token from this file, e.g. a mounted Secret (env CLUSTERPLANE_JOIN_TOKEN_FILE)")
+  .option("--credential-file <file>", "where the agent credential is kept, mode 0600 (env CLUSTERPLANE_AGENT_CREDENTIAL_FILE, default ./clusterplane-agent.credential)")
+  .option("--kubeconfig <file>", "kubeconfig for the cluster's API (default: KUBECONFIG, else in-cluster credentials)")
+  .option("--interval <duration>", "re-run a pass this often; unchanged objects are not sent (env CLUSTERPLANE_AGENT_INTERVAL, default 60s)")
+  .option("--heartbeat <duration>", "renew the lease this often (env CLUSTERPLANE_AGENT_HEARTBEAT, default 10s)")
+  .option("--full-resync <duration>", "apply every object again this often to repair drift, 0 for never (env CLUSTERPLANE_AGENT_FULL_RESYNC, default 10m)")
+  .option("--request-timeout <duration>", "deadline of each Kubernetes API request (env CLUSTERPLANE_AGENT_REQUEST_TIMEOUT, default 10s)")
+  .option("--log-level <level>", "trace, debug, info, warn, error (env CLUSTERPLANE_LOG_LEVEL, default info)")
+  .addHelpText(
+    "after",
+    `
+Kubernetes access: --kubeconfig, else KUBECONFIG, else the pod's service account
+(/var/run/secrets/kubernetes.io/serviceaccount and KUBERNETES_SERVICE_HOST/PORT).
+
+Example (the command \`clusterplane create cluster NAME --pool POOL\` printed):
+  clusterplane agent --control-plane https://clusterplane.example.com --join-token cpjoin_… \\
+      --ca-file /etc/clusterplane/ca.crt --credential-file /var/lib/clusterplane/agent.credential
+
+Exit codes: 0 stopped by SIGTERM/SIGINT; 1 the control plane refused the join token or the agent
+credential (start it again with a new join token); 2 bad usage or unusable local files.
+`,
+  )
+  .action(async (flags) => (await import("./agent.js")).agent(flags));
+
 let session: Session | undefined;
 const verb = (name: string, description: string) => program.command(name).description(description);
 const verbs: Verbs = {
