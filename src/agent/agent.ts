@@ -9,6 +9,8 @@
  *   again every interval (hash-based: unchanged objects are not sent), sooner after a failure;
  * - the heartbeat (RenewLease), which also rotates the credential when a third of its life is left.
  */
+import { accessSync, constants } from "node:fs";
+import { dirname } from "node:path";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -205,6 +207,12 @@ class Agent {
           "the token `clusterplane create cluster` printed, or a new one from `clusterplane create join-token --cluster NAME`",
         AGENT_EXIT.USAGE,
       );
+    }
+    // The join token is single-use: make sure the credential it buys can be kept before spending it.
+    try {
+      accessSync(dirname(file), constants.W_OK);
+    } catch (error) {
+      throw new Fatal(`cannot write the credential file ${file} (${(error as Error).message}); the join token was not used: give a writable --credential-file`, AGENT_EXIT.USAGE);
     }
     if (stored) this.logger.warn({}, `agent: the agent credential in ${file} expired at ${stored.expireTime.toISOString()}; joining again with the join token`);
     await this.joinWithRetry(joinToken);

@@ -173,6 +173,10 @@ describe("clusterplane agent (a process)", () => {
     expect(await nothing.exited).toBe(2);
     expect(nothing.log.find((line) => line.level === 60)?.msg).toMatch(/no agent credential in .* and no join token was given/);
 
+    const unwritable = startAgent("--control-plane", server!.url, "--join-token", "cpjoin_unused", "--credential-file", "/nonexistent-dir/agent.credential");
+    expect(await unwritable.exited).toBe(2);
+    expect(unwritable.log.find((line) => line.level === 60)?.msg).toMatch(/cannot write the credential file .*the join token was not used/);
+
     const plain = startAgent("--control-plane", "http://clusterplane.example.com", "--join-token", "cpjoin_x");
     expect(await plain.exited).toBe(2);
     expect(plain.stderr()).toMatch(/plain http to another host/);
