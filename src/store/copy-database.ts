@@ -59,6 +59,8 @@ export const TABLE_PLAN = {
   change_log: { mode: "rows", why: "the log with its revisions, so followers and Watch clients resume where they were" },
   change_log_meta: { mode: "replace", why: "how far the log was compacted (the migration seeds a row saying: not at all)" },
   leases: { mode: "skip", why: "a lease belongs to a live process on the source; servers on the target elect their own" },
+  join_tokens: { mode: "rows", why: "pull-mode clusters' unused join tokens (digests) stay usable after the move" },
+  agent_credentials: { mode: "rows", why: "agents keep their credentials (digests) and need not join again" },
 } as const satisfies Record<keyof Tables, TablePlan>;
 
 type TableName = keyof typeof TABLE_PLAN;

@@ -16,6 +16,9 @@ import { copyDatabase, CopyRefused, TABLE_PLAN } from "../../src/store/copy-data
 import { openDatabase } from "../../src/store/database.js";
 import { LeaseStore } from "../../src/store/leader-lease.js";
 import { MIGRATIONS } from "../../src/store/migrations.js";
+
+/** The schema version this clusterplane writes. */
+const LATEST = MIGRATIONS.at(-1)!.version;
 import { openStores, type Stores } from "../../src/store/stores.js";
 import { postgresEngines, SQLITE, type TestDatabase } from "../support/engines.js";
 import { seedCluster, seedProdPool } from "../support/fixtures.js";
@@ -267,7 +270,7 @@ describe.each(postgresEngines())("copying SQLite into $name", (postgres) => {
     const to = await fresh(postgres);
 
     await expect(copyDatabase({ from, to })).rejects.toThrow(
-      new RegExp(`is at schema version 3, older than this clusterplane's 5: run \`clusterplane migrate --db ${from}\` first`),
+      new RegExp(`is at schema version 3, older than this clusterplane's ${LATEST}: run \`clusterplane migrate --db ${from}\` first`),
     );
     await expect(copyDatabase({ from, to })).rejects.toMatchObject({ side: "source" });
     expect(await tablesIn(to)).toEqual([]);
@@ -275,11 +278,11 @@ describe.each(postgresEngines())("copying SQLite into $name", (postgres) => {
 
   it("refuses a source a newer clusterplane wrote", async () => {
     const from = await fresh();
-    const future = { version: 6, description: "a later release", sql: "CREATE TABLE later (x INTEGER) STRICT;" };
+    const future = { version: LATEST + 1, description: "a later release", sql: "CREATE TABLE later (x INTEGER) STRICT;" };
     await (await openDatabase(from, [...MIGRATIONS, future])).close();
     const to = await fresh(postgres);
 
-    await expect(copyDatabase({ from, to })).rejects.toThrow(/is at schema version 6, newer than this clusterplane's 5: upgrade clusterplane/);
+    await expect(copyDatabase({ from, to })).rejects.toThrow(new RegExp(`is at schema version ${LATEST + 1}, newer than this clusterplane's ${LATEST}: upgrade clusterplane`));
     expect(await tablesIn(to)).toEqual([]);
   });
 
