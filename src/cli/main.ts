@@ -85,9 +85,15 @@ program
 
 program
   .command("migrate")
-  .description("apply pending schema migrations to the database, then exit (for an init container)")
+  .description(
+    "apply pending schema migrations to the database, then exit (for an init container); " +
+      "or, with --from and --to, copy a SQLite database into an empty PostgreSQL one",
+  )
   .option("--db <path|url>", "SQLite database file, or postgres://user@host:5432/name (env CLUSTERPLANE_DB, default ./clusterplane.db)")
   .option("--config <file>", "YAML configuration file; flags and environment override it (env CLUSTERPLANE_CONFIG_FILE)")
+  .option("--from <file>", "copy this SQLite database file (only read; a server may keep using it); needs --to")
+  .option("--to <url>", "into this empty database, postgres://user@host:5432/name (or a SQLite file); needs --from")
+  .addHelpText("after", "\nExamples:\n  clusterplane migrate --db postgres://cp@db:5432/cp\n  clusterplane migrate --from clusterplane.db --to postgres://cp@db:5432/cp\n")
   .action(async (flags) => (await import("./migrate.js")).migrate(flags));
 
 program

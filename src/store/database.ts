@@ -1,6 +1,7 @@
 import { MIGRATIONS, scriptFor, type Migration } from "./migrations.js";
 import type { Engine } from "./engine.js";
 import { isPostgresUrl, sqlitePath } from "./location.js";
+import type { Executor } from "./schema.js";
 import { SqliteEngine } from "./sqlite-engine.js";
 
 /** How long a write waits for another process's write lock before answering UNAVAILABLE. */
@@ -23,10 +24,7 @@ export async function openDatabase(
   lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS,
   pool: PoolSettings = {},
 ): Promise<Engine> {
-  const engine = isPostgresUrl(location)
-    ? // Loaded only when asked for: a SQLite server never loads the PostgreSQL driver.
-      await (await import("./postgres-engine.js")).PostgresEngine.open({ url: location, lockTimeoutMs, poolSize: pool.poolSize, statementTimeoutMs: pool.statementTimeoutMs })
-    : await SqliteEngine.open(sqlitePath(location), lockTimeoutMs);
+  const engine = await openEngine(location, lockTimeoutMs, pool);
   try {
     await engine.whileMigrating(() => whileLocked(engine, lockTimeoutMs, () => applyMigrations(engine, migrations)));
   } catch (error) {
@@ -34,6 +32,17 @@ export async function openDatabase(
     throw error;
   }
   return engine;
+}
+
+/**
+ * Opens the database `location` names without applying migrations, for whoever applies them in a
+ * transaction of its own (see `applyMigrationsIn`); everything else wants `openDatabase`.
+ */
+export async function openEngine(location: string, lockTimeoutMs = DEFAULT_LOCK_TIMEOUT_MS, pool: PoolSettings = {}): Promise<Engine> {
+  return isPostgresUrl(location)
+    ? // Loaded only when asked for: a SQLite server never loads the PostgreSQL driver.
+      await (await import("./postgres-engine.js")).PostgresEngine.open({ url: location, lockTimeoutMs, poolSize: pool.poolSize, statementTimeoutMs: pool.statementTimeoutMs })
+    : await SqliteEngine.open(sqlitePath(location), lockTimeoutMs);
 }
 
 const LOCKED_RETRY_MS = 10;
@@ -62,23 +71,34 @@ const SCHEMA_MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
  * a fresh database queue up on the lock, and each one after the first finds nothing to do.
  */
 export async function applyMigrations(engine: Engine, migrations: readonly Migration[]): Promise<void> {
-  await engine.writeTransaction(async (trx) => {
-    await engine.executeScript(trx, scriptFor(engine.name, SCHEMA_MIGRATIONS_TABLE));
-    const applied = new Set((await trx.selectFrom("schema_migrations").select("version").execute()).map((row) => Number(row.version)));
-    for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
-      if (applied.has(migration.version)) continue;
-      await engine.executeScript(trx, scriptFor(engine.name, migration.sql));
-      await trx
-        .insertInto("schema_migrations")
-        .values({ version: migration.version, description: migration.description, applied_at: Date.now() })
-        .execute();
-    }
-  });
+  await engine.writeTransaction((trx) => applyMigrationsIn(engine, trx, migrations));
+}
+
+/**
+ * Applies pending migrations inside the caller's write transaction `trx` on `engine`: rolling it
+ * back takes them back too (both engines' DDL is transactional).
+ */
+export async function applyMigrationsIn(engine: Engine, trx: Executor, migrations: readonly Migration[] = MIGRATIONS): Promise<void> {
+  await engine.executeScript(trx, scriptFor(engine.name, SCHEMA_MIGRATIONS_TABLE));
+  const applied = new Set((await trx.selectFrom("schema_migrations").select("version").execute()).map((row) => Number(row.version)));
+  for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (applied.has(migration.version)) continue;
+    await engine.executeScript(trx, scriptFor(engine.name, migration.sql));
+    await trx
+      .insertInto("schema_migrations")
+      .values({ version: migration.version, description: migration.description, applied_at: Date.now() })
+      .execute();
+  }
 }
 
 /** The highest migration version applied, for readiness checks. */
 export async function schemaVersion(engine: Engine): Promise<number> {
-  const row = await engine.db
+  return schemaVersionIn(engine.db);
+}
+
+/** The highest migration version applied, read through `db` (a transaction's, to read it in one snapshot). */
+export async function schemaVersionIn(db: Executor): Promise<number> {
+  const row = await db
     .selectFrom("schema_migrations")
     .select((eb) => eb.fn.max("version").as("version"))
     .executeTakeFirst();
@@ -87,6 +107,10 @@ export async function schemaVersion(engine: Engine): Promise<number> {
 
 /** True when every known migration has been applied. */
 export async function isSchemaCurrent(engine: Engine, migrations: readonly Migration[] = MIGRATIONS): Promise<boolean> {
-  const latest = Math.max(0, ...migrations.map((m) => m.version));
-  return (await schemaVersion(engine)) >= latest;
+  return (await schemaVersion(engine)) >= latestSchemaVersion(migrations);
+}
+
+/** The version a database is at once every migration of `migrations` has been applied. */
+export function latestSchemaVersion(migrations: readonly Migration[] = MIGRATIONS): number {
+  return Math.max(0, ...migrations.map((m) => m.version));
 }

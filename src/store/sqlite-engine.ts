@@ -39,6 +39,21 @@ export class SqliteEngine implements Engine {
     return new SqliteEngine(raw, lockTimeoutMs);
   }
 
+  /**
+   * Opens the existing file at `path` for reading only: nothing this engine does can change it (a
+   * write fails), and it is never created. Another process may go on writing it meanwhile (WAL).
+   */
+  static async openReadOnly(path: string, lockTimeoutMs: number): Promise<SqliteEngine> {
+    const raw = new Database(path, { readonly: true, fileMustExist: true });
+    try {
+      raw.pragma(`busy_timeout = ${wholeMs(lockTimeoutMs)}`);
+    } catch (error) {
+      raw.close();
+      throw error;
+    }
+    return new SqliteEngine(raw, lockTimeoutMs);
+  }
+
   get isOpen(): boolean {
     return this.raw.open;
   }
