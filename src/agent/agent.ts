@@ -531,7 +531,7 @@ class Agent {
     let failing = false;
     while (!this.stopped) {
       try {
-        const answer = await this.client.renewLease({ agentVersion: this.options.version }, { timeoutMs: Math.min(CALL_TIMEOUT_MS, Math.max(1_000, this.options.heartbeatMs)), signal: this.stop.signal });
+        const answer = await this.client.renewLease({ agentVersion: this.options.version }, { timeoutMs: Math.min(CALL_TIMEOUT_MS, Math.max(5_000, this.options.heartbeatMs)), signal: this.stop.signal });
         if (failing) this.logger.info({}, "agent: lease renewed again");
         failing = false;
         if (!warnedLease && answer.leaseSeconds > 0 && answer.leaseSeconds * 1000 < this.options.heartbeatMs * 2) {

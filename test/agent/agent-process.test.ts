@@ -154,7 +154,7 @@ describe("clusterplane agent (a process)", () => {
     expect(resumed.log.some((line) => line.level === 60 && /refused the agent credential .*revoked.*new join token/.test(line.msg))).toBe(true);
   }, 150_000);
 
-  it("refuses a used join token with the server's message (exit 1), and starts nothing without a token or credential (exit 2)", async () => {
+  it("rotates an ageing credential in place; refuses a used join token with the server's message (exit 1); starts nothing without a token, a credential or a writable credential file (exit 2)", async () => {
     const cp = clients(server!.url);
     const created = await cp.clusters.createCluster({ cluster: { name: "edge-2", pool: "prod" } });
     const joinToken = created.join!.joinToken;
@@ -162,6 +162,23 @@ describe("clusterplane agent (a process)", () => {
     await first.waitForLog(/agent: joined cluster edge-2/);
     first.child.kill("SIGTERM");
     expect(await first.exited).toBe(0);
+
+    // A credential with less than a third of its life left is rotated at the first heartbeat,
+    // the file rewritten in place (still 0600), and the agent goes on with the new one.
+    const credentialFile = join(dir, "edge-2.credential");
+    const kept = JSON.parse(readFileSync(credentialFile, "utf8")) as Record<string, string>;
+    const lifetimeMs = 100 * 24 * 3600_000;
+    writeFileSync(credentialFile, JSON.stringify({ ...kept, issueTime: new Date(Date.parse(kept.expireTime!) - lifetimeMs).toISOString() }), { mode: 0o600 });
+    const rotating = startAgent("--control-plane", server!.url, "--credential-file", credentialFile, "--heartbeat", "500ms");
+    await rotating.waitForLog(/agent: rotated the agent credential/);
+    const rotated = JSON.parse(readFileSync(credentialFile, "utf8")) as Record<string, string>;
+    expect(rotated.token).not.toBe(kept.token);
+    expect(rotated.cluster).toBe("edge-2");
+    expect(statSync(credentialFile).mode & 0o777).toBe(0o600);
+    await rotating.waitForLog(/agent: pass done/);
+    rotating.child.kill("SIGTERM");
+    expect(await rotating.exited).toBe(0);
+    expect(rotating.log.filter((line) => line.level >= 50)).toEqual([]);
 
     const second = startAgent("--control-plane", server!.url, "--join-token", joinToken, "--credential-file", join(dir, "other.credential"));
     expect(await second.exited).toBe(1);
@@ -180,7 +197,34 @@ describe("clusterplane agent (a process)", () => {
     const plain = startAgent("--control-plane", "http://clusterplane.example.com", "--join-token", "cpjoin_x");
     expect(await plain.exited).toBe(2);
     expect(plain.stderr()).toMatch(/plain http to another host/);
-  }, 60_000);
+  }, 180_000);
+
+  it("a killed agent takes its cluster out of routing after the grace; restarted, it brings it back", async () => {
+    // The same database, served with a short grace.
+    await server!.close();
+    server = await startServer({ ...config, agents: { leaseGraceMs: 3_000 } }, pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }));
+    const cp = clients(server.url);
+    const created = await cp.clusters.createCluster({ cluster: { name: "edge-3", pool: "prod" } });
+    await cp.ecl.createClusterLabel({ label: { name: "three", clusters: [{ cluster: "edge-3", weight: 1 }] } });
+    await cp.ecl.updateExecutionClusterLabel({ executionClusterLabel: { project: "team1", domain: "staging", value: "three" } });
+    const select = () => cp.ecl.selectCluster({ project: "team1", domain: "staging", executionId: "e3", target: { case: undefined } });
+    const credentialFile = join(dir, "edge-3.credential");
+    const agentArgs = ["--control-plane", server.url, "--credential-file", credentialFile, "--heartbeat", "500ms"];
+    const first = startAgent(...agentArgs, "--join-token", created.join!.joinToken);
+    await waitFor("routing to edge-3", async () => (await select().catch(() => null))?.cluster === "edge-3", 30_000);
+
+    first.child.kill("SIGKILL");
+    await first.exited;
+    await waitFor("edge-3 out of routing (agent silent)", async () => {
+      const refused = await select().then(() => null, (error: Error) => error);
+      return refused !== null && /agent silent since/.test(refused.message);
+    }, 30_000);
+    const reachable = (await cp.clusters.getCluster({ name: "edge-3" })).cluster!.conditions.find((c) => c.type === "Reachable");
+    expect(reachable).toMatchObject({ status: ConditionStatus.FALSE, reason: "AgentSilent" });
+
+    startAgent(...agentArgs);
+    await waitFor("routing to edge-3 again", async () => (await select().catch(() => null))?.cluster === "edge-3", 30_000);
+  }, 90_000);
 });
 
 interface LogLine {
