@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -357,12 +357,6 @@ describe.skipIf(!chromiumAvailable)("the web console in Chromium, against a real
       }
     }
     expect(found).toEqual({});
-    // The README shows two of them.
-    mkdirSync("docs/console", { recursive: true });
-    if (process.env.UPDATE_CONSOLE_SCREENSHOTS) {
-      copyFileSync("test-artifacts/console/overview-desktop.png", "docs/console/overview-desktop.png");
-      copyFileSync("test-artifacts/console/overview-narrow.png", "docs/console/overview-narrow.png");
-    }
     expect(readFileSync("test-artifacts/console/overview-desktop.png").length).toBeGreaterThan(1000);
   }, 120_000);
 

@@ -5,7 +5,8 @@
  */
 import { batch, signal } from "@preact/signals";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Cluster } from "../../gen/clusterplane/v1/cluster_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Cluster, ClusterSyncStatus, ConditionStatus, SyncHealth } from "../../gen/clusterplane/v1/cluster_pb.js";
 import type { ClusterPool } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
 import type { ClusterLabel, ExecutionClusterLabel } from "../../gen/clusterplane/v1/execution_cluster_label_pb.js";
 import type { Project } from "../../gen/clusterplane/v1/project_pb.js";
@@ -29,6 +30,55 @@ export const feedError = signal("");
 export const revision = signal<bigint>(0n);
 /** Set when the snapshot has been received once. */
 export const loaded = signal(false);
+
+/** One sync pass as the stream reported it (the API keeps only the last; the tab keeps a few). */
+export interface PassRecord {
+  at: Timestamp | undefined;
+  health: SyncHealth;
+  applied: number;
+  unchanged: number;
+  failed: number;
+  error: string;
+}
+
+/** A condition that changed status while the tab was open. */
+export interface Transition {
+  type: string;
+  from: ConditionStatus | undefined;
+  to: ConditionStatus;
+  reason: string;
+  message: string;
+  at: Timestamp | undefined;
+}
+
+const KEPT_PASSES = 10;
+const KEPT_TRANSITIONS = 20;
+/** The passes of each cluster seen since the tab opened, newest first. */
+export const passes = signal<ReadonlyMap<string, PassRecord[]>>(new Map());
+/** The condition changes of each cluster seen since the tab opened, newest first. */
+export const transitions = signal<ReadonlyMap<string, Transition[]>>(new Map());
+
+function recordPass(cluster: string, status: ClusterSyncStatus, at: Timestamp | undefined): void {
+  const record: PassRecord = {
+    at: status.lastAttemptTime ?? at,
+    health: status.health,
+    applied: status.objectsApplied,
+    unchanged: status.objectsUnchanged,
+    failed: status.objectsFailed,
+    error: status.lastError,
+  };
+  passes.value = new Map(passes.value).set(cluster, [record, ...(passes.value.get(cluster) ?? [])].slice(0, KEPT_PASSES));
+}
+
+function recordTransitions(before: Cluster | undefined, after: Cluster): void {
+  const changed: Transition[] = [];
+  for (const condition of after.conditions) {
+    const previous = before?.conditions.find((c) => c.type === condition.type);
+    if (previous?.status === condition.status) continue;
+    changed.push({ type: condition.type, from: previous?.status, to: condition.status, reason: condition.reason, message: condition.message, at: condition.lastTransitionTime });
+  }
+  if (changed.length) transitions.value = new Map(transitions.value).set(after.name, [...changed, ...(transitions.value.get(after.name) ?? [])].slice(0, KEPT_TRANSITIONS));
+}
 
 interface Maps {
   clusters: Map<string, Cluster>;
@@ -121,6 +171,7 @@ function refreshCluster(name: string): void {
       try {
         const { cluster } = await api.clusters.getCluster({ name });
         if (!cluster || !clusters.value.has(name)) return;
+        recordTransitions(clusters.value.get(name), cluster);
         clusters.value = new Map(clusters.value).set(name, cluster);
       } catch {
         // Deleted meanwhile, or the server is away: the stream will say.
@@ -146,8 +197,13 @@ export async function runFeed(stop: AbortSignal, onUnauthenticated: () => void):
               apply(staging, change);
             } else {
               const maps = currentMaps();
+              const before = change.resource.case === "cluster" ? maps.clusters.get(change.name) : undefined;
               const refresh = apply(maps, change);
               publish(maps);
+              if (change.resource.case === "cluster") recordTransitions(before, change.resource.value);
+              if (change.resource.case === "clusterSyncStatus" && change.resource.value.status) {
+                recordPass(change.resource.value.cluster, change.resource.value.status, change.commitTime);
+              }
               if (refresh) refreshCluster(refresh);
               if (since === undefined || change.revision > since) since = change.revision;
             }

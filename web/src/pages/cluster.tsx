@@ -4,7 +4,16 @@ import { api, describeError } from "../api.js";
 import { Age, Confirm, HealthBadge, Notice, ReadOnlyNote } from "../components.js";
 import { clusterHealth, conditionStatusLabel, isoTime, modeLabel, provisionedLabel, stateLabel } from "../health.js";
 import { canAct, href } from "../session.js";
-import { clusters, defaultLabel, labels, now, queues } from "../store.js";
+import { SyncHealth } from "../../../gen/clusterplane/v1/cluster_pb.js";
+import { clusters, defaultLabel, labels, now, passes, queues, transitions, type PassRecord } from "../store.js";
+
+const HEALTH_WORDS: Record<SyncHealth, string> = {
+  [SyncHealth.UNSPECIFIED]: "not synced",
+  [SyncHealth.HEALTHY]: "healthy",
+  [SyncHealth.FAILING]: "failing",
+  [SyncHealth.DISABLED]: "disabled",
+  [SyncHealth.DEGRADED]: "degraded",
+};
 
 /** What draining or activating does to routing, named before the user confirms. */
 export function routingEffect(cluster: Cluster, action: "drain" | "activate"): string[] {
@@ -151,6 +160,8 @@ export function ClusterPage({ name }: { name: string }) {
         </div>
       )}
 
+      <History name={cluster.name} />
+
       <h2>Sync status</h2>
       <dl class="facts">
         <dt>Last attempt</dt>
@@ -240,5 +251,47 @@ export function ClusterPage({ name }: { name: string }) {
         </ul>
       )}
     </section>
+  );
+}
+
+/** What the stream brought while this tab was open: condition changes and sync passes. */
+function History({ name }: { name: string }) {
+  const changes = transitions.value.get(name) ?? [];
+  // A failing cluster is retried with backoff: equal passes in a row are shown once, with a count.
+  const seen: (PassRecord & { times: number })[] = [];
+  for (const pass of passes.value.get(name) ?? []) {
+    const last = seen.at(-1);
+    if (last && last.health === pass.health && last.error === pass.error && last.applied === pass.applied && last.failed === pass.failed) last.times++;
+    else seen.push({ ...pass, times: 1 });
+  }
+  return (
+    <>
+      <h3>Condition changes seen in this tab</h3>
+      {changes.length === 0 ? (
+        <p class="muted">None since the page opened (the API keeps each condition's last transition, above).</p>
+      ) : (
+        <ul data-testid="condition-history">
+          {changes.map((t, i) => (
+            <li key={i}>
+              <Age at={t.at} />: {t.type} {t.from === undefined ? "" : `${conditionStatusLabel(t.from)} → `}
+              {conditionStatusLabel(t.to)} ({t.reason}){t.message ? ` — ${t.message}` : ""}
+            </li>
+          ))}
+        </ul>
+      )}
+      <h3>Sync passes seen in this tab</h3>
+      {seen.length === 0 ? (
+        <p class="muted">None since the page opened.</p>
+      ) : (
+        <ul data-testid="pass-history">
+          {seen.map((p, i) => (
+            <li key={i}>
+              <Age at={p.at} />: {HEALTH_WORDS[p.health]}, {p.applied} applied, {p.unchanged} unchanged, {p.failed} failed{p.error ? ` — ${p.error}` : ""}
+              {p.times > 1 ? ` (×${p.times} in a row)` : ""}
+            </li>
+          ))}
+        </ul>
+      )}
+    </>
   );
 }
