@@ -189,6 +189,39 @@ describe.skipIf(!chromiumAvailable)("the web console in Chromium, against a real
     }
   });
 
+  it("lists again when its revision is out of range (OUT_OF_RANGE: the database behind the port was replaced)", async () => {
+    const tokens = join(mkdtempSync(join(tmpdir(), "console-tokens-")), "tokens");
+    writeTokensFile(tokens, [admin]);
+    const clusterClient = (url: string) => createClient(ClusterService, createConnectTransport({ baseUrl: url, httpVersion: "1.1", interceptors: [bearer(admin.token)] }));
+    const first = await startTestServer({ auth: { tokensFile: tokens } });
+    for (const name of ["old_1", "old_2", "old_3", "old_4"]) await clusterClient(first.url).createCluster({ cluster: seedCluster(name) });
+    let second: TestServer | undefined;
+    const tab = await openTab(browser, first.url);
+    try {
+      await signIn(tab.page, admin.token);
+      await tab.page.waitForSelector('tr[data-cluster="old_4"]');
+      const watches: WatchRequest[] = [];
+      tab.page.on("request", (request) => {
+        const body = request.url().endsWith("/clusterplane.v1.WatchService/Watch") ? request.postDataBuffer() : null;
+        if (body) watches.push(fromBinary(WatchRequestSchema, body.subarray(5)));
+      });
+      await first.stop();
+      await tab.page.waitForSelector('[data-feed="reconnecting"]', { timeout: 10_000 });
+      // A fresh database on the same port: its newest revision is behind the one the console holds.
+      second = await startTestServer({ auth: { tokensFile: tokens }, port: first.port });
+      await clusterClient(second.url).createCluster({ cluster: seedCluster("fresh_1") });
+      await tab.page.waitForSelector('tr[data-cluster="fresh_1"]', { timeout: 15_000 });
+      await tab.page.waitForSelector('tr[data-cluster="old_1"]', { state: "detached" });
+      // First a resume (refused with OUT_OF_RANGE), then a new snapshot.
+      expect(watches.some((w) => w.sinceRevision !== undefined)).toBe(true);
+      expect(watches.at(-1)?.sinceRevision).toBeUndefined();
+      expect(tab.problems).toEqual([]);
+    } finally {
+      await tab.close();
+      await second?.stop();
+    }
+  });
+
   it("drains a cluster from the UI after a confirmation naming the effect on routing; SelectCluster stops choosing it", async () => {
     const api = clientsOf(admin.token);
     const ids = Array.from({ length: 200 }, (_, i) => `drain-${i}`);
