@@ -5,6 +5,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
 import * as esbuild from "esbuild";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -24,6 +25,7 @@ const STALE_MS = 10 * 60_000;
  */
 export async function build({ quiet = false, clean = false } = {}) {
   const started = performance.now();
+  const consoleBuild = await buildConsole();
   const result = await esbuild.build({
     absWorkingDir: ROOT,
     entryPoints: { main: "src/cli/main.ts" },
@@ -48,7 +50,7 @@ export async function build({ quiet = false, clean = false } = {}) {
     write: false,
   });
   mkdirSync(join(DIST, "chunks"), { recursive: true });
-  const written = new Set();
+  const written = new Set(consoleBuild.written);
   const entries = [];
   for (const file of result.outputFiles) {
     written.add(file.path);
@@ -60,7 +62,65 @@ export async function build({ quiet = false, clean = false } = {}) {
   if (!quiet) {
     const ms = Math.round(performance.now() - started);
     process.stdout.write(`built ${relative(ROOT, DIST)}/main.js (${result.outputFiles.length} files) in ${ms} ms\n`);
+    const kb = (bytes) => `${(bytes / 1024).toFixed(1)} kB`;
+    process.stdout.write(
+      `built ${relative(ROOT, CONSOLE_DIST)}/: JavaScript ${kb(consoleBuild.jsBytes)} (${kb(consoleBuild.jsGzipBytes)} gzipped, limit ${kb(CONSOLE_JS_GZIP_LIMIT)}), CSS ${kb(consoleBuild.cssBytes)} (${kb(consoleBuild.cssGzipBytes)} gzipped)\n`,
+    );
   }
+  if (consoleBuild.jsGzipBytes > CONSOLE_JS_GZIP_LIMIT) {
+    throw new Error(`the console's JavaScript is ${consoleBuild.jsGzipBytes} bytes gzipped, over the ${CONSOLE_JS_GZIP_LIMIT}-byte budget`);
+  }
+}
+
+export const CONSOLE_DIST = join(DIST, "console");
+/** The whole console's JavaScript, gzipped. */
+export const CONSOLE_JS_GZIP_LIMIT = 150 * 1024;
+
+/**
+ * The web console (web/): one minified script and one stylesheet under dist/console/assets/,
+ * named by content hash, and index.html naming them (the server serves it with no-cache and the
+ * assets as immutable). Returns the files written and their sizes.
+ */
+export async function buildConsole() {
+  const assets = join(CONSOLE_DIST, "assets");
+  const result = await esbuild.build({
+    absWorkingDir: ROOT,
+    entryPoints: ["web/src/main.tsx"],
+    outdir: assets,
+    entryNames: "[hash]",
+    assetNames: "[hash]",
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: ["es2022", "chrome110", "firefox110", "safari16"],
+    jsx: "automatic",
+    jsxImportSource: "preact",
+    minify: true,
+    legalComments: "none",
+    metafile: true,
+    logLevel: "warning",
+    write: false,
+  });
+  mkdirSync(assets, { recursive: true });
+  const written = [];
+  const sizes = { jsBytes: 0, jsGzipBytes: 0, cssBytes: 0, cssGzipBytes: 0 };
+  const names = { js: [], css: [] };
+  for (const file of result.outputFiles) {
+    writeIfChanged(file.path, file.contents);
+    written.push(file.path);
+    const kind = file.path.endsWith(".css") ? "css" : file.path.endsWith(".js") ? "js" : undefined;
+    if (!kind) continue;
+    names[kind].push(`assets/${relative(assets, file.path)}`);
+    sizes[`${kind}Bytes`] += file.contents.length;
+    sizes[`${kind}GzipBytes`] += gzipSync(file.contents, { level: 9 }).length;
+  }
+  const template = readFileSync(join(ROOT, "web", "index.html"), "utf8");
+  const index = template
+    .replace("<!-- styles -->", names.css.map((name) => `<link rel="stylesheet" href="${name}">`).join(""))
+    .replace("<!-- scripts -->", names.js.map((name) => `<script type="module" src="${name}"></script>`).join(""));
+  writeIfChanged(join(CONSOLE_DIST, "index.html"), index);
+  written.push(join(CONSOLE_DIST, "index.html"));
+  return { written, ...sizes };
 }
 
 function writeIfChanged(path, contents) {
@@ -92,7 +152,7 @@ function removeStale(keep, graceMs) {
     if (keep.has(path) || path === ledgerPath) continue;
     const name = relative(DIST, path);
     // Another build may be about to rename its temporary file; only a forgotten one is removed.
-    const grace = name.startsWith("chunks") || name.endsWith(".tmp");
+    const grace = name.startsWith("chunks") || name.startsWith(join("console", "assets")) || name.endsWith(".tmp");
     const since = ledger[name] ?? now;
     if (grace && now - since < graceMs) next[name] = since;
     else rmSync(path, { force: true });

@@ -1,10 +1,12 @@
 import type http from "node:http";
 import type http2 from "node:http2";
+import { TLSSocket } from "node:tls";
 import { cors as connectCors } from "@connectrpc/connect";
 import type { Authenticator } from "./auth.js";
 import { isLoopback, peerOf } from "./auth.js";
 import { hostOfAuthority, requestAuthority } from "./edge.js";
 import type { ServerMetrics } from "./metrics.js";
+import { ConsoleAssets } from "./console-assets.js";
 
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
 type Response = http.ServerResponse | http2.Http2ServerResponse;
@@ -38,6 +40,8 @@ export interface HttpRoutesOptions {
    * a DNS name rebound to 127.0.0.1 (its requests carry that name as Host, not localhost).
    */
   loopbackHostsOnly: boolean;
+  /** The web console at `/` and `/assets/`; absent: those paths go to the API like any other. */
+  console?: ConsoleAssets;
 }
 
 /** `/readyz`: asks the database, so it answers once the database did (and never throws). */
@@ -54,7 +58,7 @@ async function serveReadiness(options: HttpRoutesOptions, request: Request, resp
 export function httpRoutes(options: HttpRoutesOptions): NodeHandler {
   const origins = new Set(options.allowedOrigins.map(normalizeOrigin));
   return (request, response) => {
-    const path = (request.url ?? "/").split("?")[0];
+    const path = (request.url ?? "/").split("?")[0] ?? "/";
     if (options.loopbackHostsOnly && !isLoopback(hostName(request))) {
       const message = "this server runs without authentication and answers only requests addressed to localhost; configure auth.tokensFile to serve other names\n";
       return plain(request, response, 403, "text/plain; charset=utf-8", message);
@@ -67,9 +71,14 @@ export function httpRoutes(options: HttpRoutesOptions): NodeHandler {
       case "/metrics":
         return void serveMetrics(options, request, response);
     }
+    if (options.console && ConsoleAssets.owns(path)) return options.console.serve(request, response, path);
     const origin = header(request, "origin");
-    if (origin === undefined) return options.connect(request, response);
-    const allowed = origins.has(normalizeOrigin(origin));
+    if (origin === undefined) {
+      if (path === IDENTITY_PATH) return serveIdentity(options, request, response);
+      return options.connect(request, response);
+    }
+    // The console calls the API from the page the server itself served: its own origin.
+    const allowed = origins.has(normalizeOrigin(origin)) || isSameOrigin(request, origin);
     const preflight = request.method === "OPTIONS" && header(request, "access-control-request-method") !== undefined;
     response.setHeader("Vary", "Origin");
     if (!allowed) {
@@ -87,8 +96,52 @@ export function httpRoutes(options: HttpRoutesOptions): NodeHandler {
       return;
     }
     response.setHeader("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS.join(", "));
+    if (path === IDENTITY_PATH) return serveIdentity(options, request, response);
     options.connect(request, response);
   };
+}
+
+/** Who the credentials of the request are: what the console shows, and which actions it offers. */
+export const IDENTITY_PATH = "/console/identity";
+
+function serveIdentity(options: HttpRoutesOptions, request: Request, response: Response): void {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return plain(request, response, 405, "text/plain; charset=utf-8", "use GET\n");
+  }
+  const outcome = options.auth.authenticate(header(request, "authorization") ?? null, peerOf(request));
+  if ("code" in outcome) {
+    const body = JSON.stringify({ authEnabled: options.auth.enabled, error: outcome.message }) + "\n";
+    return plain(request, response, 401, "application/json", body);
+  }
+  const { name, role } = outcome.identity;
+  plain(request, response, 200, "application/json", JSON.stringify({ authEnabled: options.auth.enabled, name, role }) + "\n");
+}
+
+/**
+ * Whether `origin` is the origin the request was sent to: the same scheme (TLS or not, as this
+ * connection is, whatever the client claims) and the same host and port (the authority the
+ * request was addressed to). Origins compare as browsers serialize them, so `http://h:80` is not
+ * `http://h`, and "null" (sandboxed frames, file: pages) is never the same.
+ */
+export function isSameOrigin(request: Request, origin: string): boolean {
+  const authority = requestAuthority(request);
+  if (!authority) return false;
+  let given: URL;
+  let own: URL;
+  try {
+    given = new URL(origin);
+    own = new URL(`${isEncrypted(request) ? "https" : "http"}://${authority}`);
+  } catch {
+    return false;
+  }
+  if (given.origin === "null" || given.origin !== origin.trim().toLowerCase()) return false;
+  return given.origin === own.origin;
+}
+
+/** The request came over TLS: read from the connection, never from a header. */
+function isEncrypted(request: Request): boolean {
+  if ("stream" in request) return request.stream.session?.socket instanceof TLSSocket;
+  return request.socket instanceof TLSSocket;
 }
 
 async function serveMetrics(options: HttpRoutesOptions, request: Request, response: Response): Promise<void> {

@@ -23,6 +23,7 @@ import type { Role } from "../core/roles.js";
 import { isSchemaCurrent, schemaVersion } from "../store/database.js";
 import { Authenticator, checkExposure, identityKey, isLoopback, requestContext } from "./auth.js";
 import { HealthStatus, healthService, ServingStatus } from "./health.js";
+import { ConsoleAssets } from "./console-assets.js";
 import { httpRoutes, type Readiness } from "./http-routes.js";
 import { DEFAULT_RPC_LOG, type Logger, type RpcLogSettings } from "./logging.js";
 import { ServerMetrics } from "./metrics.js";
@@ -124,6 +125,8 @@ export interface ServerConfig {
   workers?: number;
   /** Unary gRPC over HTTP/2 on the lean path (server.leanGrpc, default true); false sends every call through connect-node. */
   leanGrpc?: boolean;
+  /** The web console at `/` (on by default); `directory` is the built console (dist/console of the package). */
+  console?: { enabled?: boolean; directory?: string };
 }
 
 export interface RunningServer {
@@ -232,6 +235,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     auth,
     readiness: () => readiness(stores, health, leadership),
     loopbackHostsOnly,
+    console: config.console?.enabled === false ? undefined : new ConsoleAssets(config.console?.directory),
   });
   const transport = new OnePortServer(guarded(handler, logger), limits, tls, lean);
   let address;

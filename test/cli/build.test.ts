@@ -82,6 +82,8 @@ describe("the compiled build (dist/, what the package ships)", () => {
     const paths = packed!.files.map((file) => file.path);
     expect(paths).toEqual(expect.arrayContaining(["package.json", "README.md", "bin/clusterplane.mjs", "dist/main.js", "docs/cli.md"]));
     expect(paths.some((path) => /^dist\/chunks\/.+\.js$/.test(path))).toBe(true);
+    expect(paths).toEqual(expect.arrayContaining(["dist/console/index.html"]));
+    expect(paths.some((path) => /^dist\/console\/assets\/.+\.js$/.test(path))).toBe(true);
     expect(paths.filter((path) => /^(src|test|scripts|bench|gen|node_modules)\//.test(path) || path.endsWith(".ts"))).toEqual([]);
 
     expect(packageJson.bin).toEqual({ clusterplane: "bin/clusterplane.mjs" });
