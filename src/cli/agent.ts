@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
 import packageJson from "../../package.json" with { type: "json" };
 import { runAgent, type AgentOptions } from "../agent/agent.js";
 import { DEFAULT_CREDENTIAL_FILE } from "../agent/credential-file.js";
 import { parseDuration } from "../core/duration.js";
+import { isLoopback } from "../core/loopback.js";
 import { createLogger, LOG_LEVELS } from "../server/logging.js";
 import { parseCaBundle } from "../sync/credential-files.js";
 import { CliError } from "./exit.js";
@@ -98,13 +98,6 @@ export function controlPlaneUrl(value: string | undefined): string {
   }
   if (url.search || url.hash || url.username || url.password) throw new CliError(`--control-plane ${value} must be a plain URL, without credentials, query or fragment`);
   return url.toString().replace(/\/+$/, "");
-}
-
-function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, "");
-  if (host === "localhost" || host.endsWith(".localhost")) return true;
-  if (isIP(host) === 4) return host.startsWith("127.");
-  return host === "::1";
 }
 
 function durationOf(flag: string, value: string, minMs: number): number {

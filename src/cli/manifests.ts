@@ -13,6 +13,7 @@ import { ProjectSchema, type Project } from "../../gen/clusterplane/v1/project_p
 import { QueueSchema, type Queue } from "../../gen/clusterplane/v1/queue_pb.js";
 import { suggestion } from "../core/did-you-mean.js";
 import { CliError } from "./exit.js";
+import { poolManifestOf, poolManifestTemplate } from "./pool-manifest.js";
 
 /**
  * The YAML forms operators write (`--file`, `--edit`): the seed manifests as they are — the pool
@@ -112,10 +113,6 @@ function enumName(value: unknown, schema: DescEnum, field: string, source: strin
   throw new CliError(`${source}: ${field} "${value}" is not one of ${names.join(", ")}`);
 }
 
-function shortEnumName(schema: DescEnum, number: number): string {
-  return schema.values.find((v) => v.number === number)?.localName ?? "";
-}
-
 /** Leaves out empty values, so a manifest shows only what was set. */
 function compact(entries: Mapping): Mapping {
   return Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== "" && value !== undefined));
@@ -137,38 +134,8 @@ export const poolManifest: ManifestCodec<typeof ClusterPoolSchema> = {
     }
     return decode(ClusterPoolSchema, pool, source);
   },
-  toManifest(pool: ClusterPool) {
-    const config = pool.config;
-    return compact({
-      org: pool.org,
-      name: pool.name,
-      config: {
-        object_store_ref: { uri: config?.objectStoreRef?.uri ?? "", endpoint: config?.objectStoreRef?.endpoint ?? "" },
-        secret_store: {
-          type: shortEnumName(SecretStoreTypeSchema, config?.secretStore?.type ?? 0),
-          locator: config?.secretStore?.locator ?? "",
-        },
-        image_registry: { locator: config?.imageRegistry?.locator ?? "" },
-      },
-    });
-  },
-  template: (name) => `# A cluster pool: clusters sharing one object store, secret store and image registry.
-name: ${name || "prod"}
-config:
-  object_store_ref:
-    # Required. Bucket URI with a scheme: s3://, gs://, abfs://, ...
-    uri: s3://my-prod-bucket/prefix
-    # Custom endpoint of an S3-compatible store (MinIO); empty for the provider's own.
-    endpoint: ""
-  secret_store:
-    # Required. One of ${SecretStoreTypeSchema.values.filter((v) => v.number !== 0).map((v) => v.localName).join(", ")}.
-    type: AWS_SECRETS_MANAGER
-    # Region, project id, vault URI or address, or namespace, depending on the type.
-    locator: us-east-1
-  image_registry:
-    # Optional. Registry and repository prefix workloads pull from.
-    locator: 123456789012.dkr.ecr.us-east-1.amazonaws.com/union
-`,
+  toManifest: (pool: ClusterPool) => compact({ org: pool.org, ...poolManifestOf(pool) }),
+  template: poolManifestTemplate,
 };
 
 const FLYTEADMIN_AUTH_KEYS = new Set(["type", "tokenPath", "certPath", "caCertPath"]);

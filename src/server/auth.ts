@@ -1,11 +1,13 @@
 import type http from "node:http";
 import type http2 from "node:http2";
-import { isIP } from "node:net";
 import { TLSSocket } from "node:tls";
 import { Code, createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
 import { DomainError } from "../core/errors.js";
 import { mayCall, rolesAllowed, type ProcedureKind, type Role } from "../core/roles.js";
-import { looksLikeAgentCredential } from "../store/agent-repository.js";
+import { bearerToken, looksLikeAgentCredential } from "../core/credentials.js";
+import { isLoopback } from "../core/loopback.js";
+
+export { isLoopback };
 import type { TokenFile } from "./tokens.js";
 
 /** Who is calling, as the logs show it. Never carries the credential itself. */
@@ -76,11 +78,11 @@ export class Authenticator {
     if (authorization === null || authorization === "") {
       return { code: Code.Unauthenticated, message: "missing credentials: send the header Authorization: Bearer <token>" };
     }
-    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization);
-    if (!match) return { code: Code.Unauthenticated, message: "the Authorization header must be Bearer <token>" };
+    const token = bearerToken(authorization);
+    if (token === null) return { code: Code.Unauthenticated, message: "the Authorization header must be Bearer <token>" };
     // Verified by AgentService against the database; here it only limits what the caller may try.
-    if (looksLikeAgentCredential(match[1]!)) return { identity: AGENT };
-    const owner = this.options.tokens.lookup(match[1]!);
+    if (looksLikeAgentCredential(token)) return { identity: AGENT };
+    const owner = this.options.tokens.lookup(token);
     if (!owner) return { code: Code.Unauthenticated, message: "unknown bearer token" };
     return { identity: { name: owner.name, role: owner.role, via: "token" } };
   }
@@ -134,14 +136,6 @@ function peerOfSocket(socket: unknown, key: object): PeerCertificate | undefined
   return peer;
 }
 
-/** Loopback: 127.0.0.0/8, ::1 (also IPv4-mapped) and localhost. */
-export function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, "").toLowerCase();
-  if (bare === "localhost") return true;
-  if (isIP(bare) === 4) return bare.startsWith("127.");
-  if (isIP(bare) === 6) return bare === "::1" || /^::ffff:127\./.test(bare) || /^0*:(0*:){6}0*1$/.test(bare);
-  return false;
-}
 
 export interface ExposureSettings {
   host: string;

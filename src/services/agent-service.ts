@@ -12,7 +12,8 @@ import {
 import { canonicalJson, projectDomainKey, type ProjectDomain } from "../core/desired-state.js";
 import { DomainError, unauthenticated, Violations } from "../core/errors.js";
 import { MAX_OBJECT_FAILURES, type ClusterFailureKind, type ObjectFailureKind, type PassOutcome } from "../core/pass-outcome.js";
-import { looksLikeAgentCredential, type AgentBinding } from "../store/agent-repository.js";
+import { bearerToken, looksLikeAgentCredential } from "../core/credentials.js";
+import type { AgentBinding } from "../store/agent-repository.js";
 import type { Change } from "../store/changes.js";
 import type { Stores } from "../store/stores.js";
 import type { DesiredState, DesiredStateCache } from "../sync/desired-cache.js";
@@ -93,16 +94,13 @@ export class AgentHub {
   }
 
   /** The cluster the caller's agent credential speaks for; UNAUTHENTICATED otherwise. */
-  private async caller(context: HandlerContext): Promise<AgentBinding> {
-    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(context.requestHeader.get("authorization") ?? "");
-    if (!match || !looksLikeAgentCredential(match[1]!)) {
-      throw unauthenticated("AgentService is for pull-mode agents: send the agent credential JoinCluster returned as Authorization: Bearer <credential>");
-    }
-    return this.stores.agents.verify(match[1]!);
+  private caller(context: HandlerContext): Promise<AgentBinding> {
+    return this.stores.agents.verify(agentCredentialOf(context));
   }
 
   private async *watch(knownDigest: string, context: HandlerContext): AsyncGenerator<WatchDesiredStateResponse> {
-    const binding = await this.caller(context);
+    const credential = agentCredentialOf(context);
+    const binding = await this.stores.agents.verify(credential);
     const stop = new AbortController();
     const onStop = () => stop.abort();
     context.signal.addEventListener("abort", onStop);
@@ -125,7 +123,7 @@ export class AgentHub {
         if (stop.signal.aborted) break;
         pending = false;
         // A revocation or deletion (through any replica) is a change of the cluster: check again.
-        await this.stores.agents.verify(bearerOf(context));
+        await this.stores.agents.verify(credential);
         const state = await this.desired.forOrg(binding.org);
         const digest = digestOf(state);
         if (digest === sent) continue;
@@ -188,8 +186,13 @@ function concerns(change: Change, binding: AgentBinding): boolean {
   return change.kind === "project" || (change.kind === "cluster" && change.name === binding.cluster);
 }
 
-function bearerOf(context: HandlerContext): string {
-  return /^Bearer[ \t]+(\S+)/i.exec(context.requestHeader.get("authorization") ?? "")?.[1] ?? "";
+/** The agent credential the call carries; UNAUTHENTICATED when it carries none. */
+function agentCredentialOf(context: HandlerContext): string {
+  const token = bearerToken(context.requestHeader.get("authorization") ?? "");
+  if (token === null || !looksLikeAgentCredential(token)) {
+    throw unauthenticated("AgentService is for pull-mode agents: send the agent credential JoinCluster returned as Authorization: Bearer <credential>");
+  }
+  return token;
 }
 
 const digests = new WeakMap<DesiredState, string>();

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { AGENT_CREDENTIAL_PREFIX } from "../core/credentials.js";
 import { failedPrecondition, notFound, unauthenticated } from "../core/errors.js";
 import type { ChangeLog } from "./changes.js";
 
@@ -25,12 +26,6 @@ export const DEFAULT_JOIN_TOKEN_TTL_MS = 24 * 3600_000;
 export const DEFAULT_CREDENTIAL_TTL_MS = 30 * 24 * 3600_000;
 
 const JOIN_PREFIX = "cpjoin_";
-const CREDENTIAL_PREFIX = "cpagent.";
-
-/** Whether a bearer token is shaped like an agent credential (it still has to be verified). */
-export function looksLikeAgentCredential(token: string): boolean {
-  return token.startsWith(CREDENTIAL_PREFIX);
-}
 
 /**
  * Join tokens and agent credentials of pull-mode clusters. Only digests are stored: a stolen
@@ -92,7 +87,7 @@ export class AgentRepository {
 
   /** The cluster a credential speaks for; UNAUTHENTICATED saying why not when it speaks for none. */
   async verify(token: string): Promise<AgentBinding> {
-    const [id, secret] = token.startsWith(CREDENTIAL_PREFIX) ? token.slice(CREDENTIAL_PREFIX.length).split(".", 2) : [];
+    const [id, secret] = token.startsWith(AGENT_CREDENTIAL_PREFIX) ? token.slice(AGENT_CREDENTIAL_PREFIX.length).split(".", 2) : [];
     const row = id && secret ? await this.changes.db.selectFrom("agent_credentials").selectAll().where("id", "=", id).executeTakeFirst() : undefined;
     if (!row || !sameDigest(row.digest, digest(secret!))) throw unauthenticated("unknown agent credential: join again with a new join token");
     if (row.revoked_at !== null) throw unauthenticated(`the agent credential of cluster "${row.cluster}" was revoked: join again with a new join token`);
@@ -164,7 +159,7 @@ export class AgentRepository {
       .insertInto("agent_credentials")
       .values({ id, digest: digest(secret), org, cluster, created_at: now, expires_at: expiresAt, revoked_at: null })
       .execute();
-    return { token: `${CREDENTIAL_PREFIX}${id}.${secret}`, expiresAt: new Date(expiresAt) };
+    return { token: `${AGENT_CREDENTIAL_PREFIX}${id}.${secret}`, expiresAt: new Date(expiresAt) };
   }
 
   private async requirePullCluster(org: string, cluster: string): Promise<void> {

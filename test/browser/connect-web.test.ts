@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, mkdtempSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build } from "esbuild";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
+import { chromiumAvailable, launch } from "./console/harness.js";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ClusterPoolService } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
@@ -13,20 +14,8 @@ import { bearer, newToken, writeTokensFile } from "../support/auth.js";
 import { seedProdPool } from "../support/fixtures.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
-/** Debian's Chromium (`apt-get install chromium`); .ci/run installs it. Playwright never downloads a browser here. */
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
-
-const available = existsSync(CHROMIUM);
-if (!available && process.env.CI) throw new Error(`CI must install Debian's chromium (${CHROMIUM}); see .ci/run`);
+// Debian's Chromium, launched as every browser test does (the harness refuses a CI run without it).
+const available = chromiumAvailable;
 
 interface PageServer {
   origin: string;
@@ -78,7 +67,7 @@ describe.skipIf(!available)("a real browser: Chromium with @connectrpc/connect-w
     server = await startTestServer({ auth: { tokensFile: tokens }, cors: { allowedOrigins: [allowedPage.origin] } });
     const pools = createClient(ClusterPoolService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", interceptors: [bearer(admin.token)] }));
     await pools.createClusterPool({ clusterPool: seedProdPool({ name: "browser-pool" }) });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+    browser = await launch();
   }, 120_000);
 
   afterAll(async () => {

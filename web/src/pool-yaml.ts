@@ -5,6 +5,7 @@
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { LineCounter, parseDocument, stringify, isMap, isScalar, type Node as YamlNode } from "yaml";
 import { ClusterPoolSchema, SecretStoreTypeSchema, type ClusterPool } from "../../gen/clusterplane/v1/cluster_pool_pb.js";
+import { poolManifestOf, poolManifestTemplate, SECRET_STORE_TYPES } from "../../src/cli/pool-manifest.js";
 
 export interface Problem {
   /** 1-based line of the editor's text, when known. */
@@ -13,38 +14,13 @@ export interface Problem {
   message: string;
 }
 
-export const SECRET_STORE_TYPES = SecretStoreTypeSchema.values.filter((v) => v.number !== 0).map((v) => v.localName);
+export { SECRET_STORE_TYPES };
 
-export const NEW_POOL_TEMPLATE = `# A cluster pool: clusters sharing one object store, secret store and image registry.
-name: prod
-config:
-  object_store_ref:
-    # Required. Bucket URI with a scheme: s3://, gs://, abfs://, ...
-    uri: s3://my-prod-bucket/prefix
-    # Custom endpoint of an S3-compatible store (MinIO); empty for the provider's own.
-    endpoint: ""
-  secret_store:
-    # Required. One of ${SECRET_STORE_TYPES.join(", ")}.
-    type: AWS_SECRETS_MANAGER
-    # Region, project id, vault URI or address, or namespace, depending on the type.
-    locator: us-east-1
-  image_registry:
-    # Optional. Registry and repository prefix workloads pull from.
-    locator: 123456789012.dkr.ecr.us-east-1.amazonaws.com/union
-`;
+export const NEW_POOL_TEMPLATE = poolManifestTemplate("prod");
 
 /** The manifest of a stored pool, as `clusterplane get pool -o yaml --manifest` would show it. */
 export function poolToYaml(pool: ClusterPool): string {
-  const config = pool.config;
-  const type = SecretStoreTypeSchema.values.find((v) => v.number === (config?.secretStore?.type ?? 0));
-  return stringify({
-    name: pool.name,
-    config: {
-      object_store_ref: { uri: config?.objectStoreRef?.uri ?? "", endpoint: config?.objectStoreRef?.endpoint ?? "" },
-      secret_store: { type: type && type.number !== 0 ? type.localName : "", locator: config?.secretStore?.locator ?? "" },
-      image_registry: { locator: config?.imageRegistry?.locator ?? "" },
-    },
-  });
+  return stringify(poolManifestOf(pool));
 }
 
 export interface Parsed {
